@@ -1,0 +1,19 @@
+//! Reverie's engine: the networks, the dreaming, the streaming pipeline and
+//! the model files. It knows nothing of plugins or GUIs; the plugin, the
+//! trainer and the command line all drive it.
+//!
+//! Data flows one way: trainer → model file ([`model_file`]) → engine → plugin.
+
+#![warn(missing_docs)]
+
+pub mod device;
+pub mod dreamer;
+pub mod layers;
+pub mod model_file;
+pub mod perception;
+pub mod resample;
+mod rng;
+pub mod streaming;
+pub mod wav;
+
+pub use rng::normal_vec;

@@ -1,0 +1,380 @@
+//! The raw-audio perception network of Audio DeepDream (seed 000): a strided
+//! first layer of ~50 ms filters with a ~10 ms hop, batch norm after every
+//! convolution, overlapping max pooling, global average pooling and a
+//! classification head. All sizes live in [`PerceptionConfig`], which is
+//! stored in the model file.
+
+use std::path::Path;
+
+use candle_core::{Device, Result as CResult, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::layers::{conv_valid, max_pool_3_2, strided_frontend, BatchNorm};
+use crate::model_file::{ModelFileError, ModelKind, ModelMeta, RawModel, FORMAT_VERSION};
+use crate::rng::normal_vec;
+
+/// Architecture of a perception network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerceptionConfig {
+    /// Samples per analysis window at the model rate.
+    pub window: usize,
+    /// Filters in the strided first layer.
+    pub frontend_filters: usize,
+    /// First-layer filter length in samples (a whole number of strides).
+    pub frontend_kernel: usize,
+    /// First-layer hop in samples.
+    pub frontend_stride: usize,
+    /// Output channels of each later convolution layer.
+    pub channels: Vec<usize>,
+    /// Kernel size of the later layers.
+    pub kernel: usize,
+    /// Whether overlapping max pooling follows each layer (first layer first).
+    pub pool: Vec<bool>,
+    /// Batch-norm variance floor.
+    pub bn_eps: f64,
+}
+
+impl Default for PerceptionConfig {
+    /// The paper's shape at 16 kHz: 50 ms filters every 10 ms, 192 of them,
+    /// then five more layers, one-second windows.
+    fn default() -> Self {
+        Self {
+            window: 16_000,
+            frontend_filters: 192,
+            frontend_kernel: 800,
+            frontend_stride: 160,
+            channels: vec![128, 128, 128, 128, 128],
+            kernel: 3,
+            pool: vec![true, true, true, false, false, false],
+            bn_eps: 1e-5,
+        }
+    }
+}
+
+impl PerceptionConfig {
+    /// Number of convolution layers, the first one included.
+    pub fn num_layers(&self) -> usize {
+        1 + self.channels.len()
+    }
+
+    /// Output channels of layer `i` (0 = the strided first layer).
+    pub fn layer_channels(&self, i: usize) -> usize {
+        if i == 0 {
+            self.frontend_filters
+        } else {
+            self.channels[i - 1]
+        }
+    }
+
+    /// Frames each layer outputs (before its pooling) for an input of
+    /// `samples` samples, or why that input is too short.
+    pub fn frames_per_layer(&self, samples: usize) -> std::result::Result<Vec<usize>, String> {
+        let blocks = samples / self.frontend_stride.max(1);
+        let m = self.frontend_kernel / self.frontend_stride.max(1);
+        if blocks < m {
+            return Err(format!(
+                "{samples} samples are shorter than one {}-sample frame",
+                self.frontend_kernel
+            ));
+        }
+        let mut frames = blocks - m + 1;
+        let mut out = Vec::with_capacity(self.num_layers());
+        for layer in 0..self.num_layers() {
+            if layer > 0 {
+                if frames < self.kernel {
+                    return Err(format!("layer {} gets {frames} frames, fewer than its kernel", layer + 1));
+                }
+                frames = frames - self.kernel + 1;
+            }
+            out.push(frames);
+            if self.pool[layer] {
+                if frames < 4 {
+                    return Err(format!("layer {} has {frames} frames, too few to pool", layer + 1));
+                }
+                frames = (frames - 2) / 2;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the config for consistency.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.frontend_stride == 0 || self.frontend_kernel % self.frontend_stride != 0 {
+            return Err(format!(
+                "frontend_kernel {} must be a positive multiple of frontend_stride {}",
+                self.frontend_kernel, self.frontend_stride
+            ));
+        }
+        if self.frontend_filters == 0 || self.channels.contains(&0) || self.kernel == 0 {
+            return Err("layer sizes must be positive".into());
+        }
+        if self.pool.len() != self.num_layers() {
+            return Err(format!(
+                "pool has {} entries for {} layers",
+                self.pool.len(),
+                self.num_layers()
+            ));
+        }
+        if !(self.bn_eps > 0.0 && self.bn_eps.is_finite()) {
+            return Err("bn_eps must be positive".into());
+        }
+        self.frames_per_layer(self.window).map(|_| ())
+    }
+}
+
+/// What one forward pass exposes to dreaming and training.
+#[derive(Debug, Clone)]
+pub struct Activations {
+    /// Each layer's output after batch norm and ReLU, before pooling,
+    /// `[batch, frames, channels]`; `layers[0]` is the first layer.
+    pub layers: Vec<Tensor>,
+    /// Class logits, `[batch, classes]`.
+    pub logits: Tensor,
+}
+
+/// The network's tensors. Fields are public so the trainer can swap in
+/// trainable variables.
+#[derive(Debug, Clone)]
+pub struct PerceptionNet {
+    /// Hop of the first layer in samples.
+    pub stride: usize,
+    /// Convolution kernels, `[out, in, kernel]`; `convs[0]` is the first layer.
+    pub convs: Vec<Tensor>,
+    /// Batch norm after each convolution.
+    pub norms: Vec<BatchNorm>,
+    /// Pooling flags per layer.
+    pub pool: Vec<bool>,
+    /// Head weight `[classes, channels]`.
+    pub head_w: Tensor,
+    /// Head bias `[classes]`.
+    pub head_b: Tensor,
+}
+
+impl PerceptionNet {
+    /// Inference forward pass on `[batch, samples]` of normalised audio.
+    pub fn forward(&self, x: &Tensor) -> CResult<Activations> {
+        self.run(x, |bn, h| bn.forward_eval(h))
+    }
+
+    /// Training forward pass: batch norm uses batch statistics, which are
+    /// handed to `stats(layer, mean, var)` for the running averages.
+    pub fn forward_train(
+        &self,
+        x: &Tensor,
+        stats: &mut dyn FnMut(usize, Tensor, Tensor),
+    ) -> CResult<Activations> {
+        let mut batch_stats = Vec::new();
+        let act = self.run(x, |bn, h| {
+            let (y, m, v) = bn.forward_train(h)?;
+            batch_stats.push((m, v));
+            Ok(y)
+        })?;
+        for (i, (m, v)) in batch_stats.into_iter().enumerate() {
+            stats(i, m, v);
+        }
+        Ok(act)
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        mut norm: impl FnMut(&BatchNorm, &Tensor) -> CResult<Tensor>,
+    ) -> CResult<Activations> {
+        let mut layers = Vec::with_capacity(self.convs.len());
+        let mut h = strided_frontend(x, &self.convs[0], self.stride)?;
+        for (i, conv) in self.convs.iter().enumerate() {
+            if i > 0 {
+                h = conv_valid(&h, conv)?;
+            }
+            let a = norm(&self.norms[i], &h)?.relu()?;
+            h = if self.pool[i] { max_pool_3_2(&a)? } else { a.clone() };
+            layers.push(a);
+        }
+        let pooled = h.mean(1)?;
+        let logits = pooled.matmul(&self.head_w.t()?)?.broadcast_add(&self.head_b)?;
+        Ok(Activations { layers, logits })
+    }
+
+    /// Every tensor with its file name, for saving.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, (conv, bn)) in self.convs.iter().zip(&self.norms).enumerate() {
+            out.push((format!("conv{i}.weight"), conv.clone()));
+            out.push((format!("bn{i}.weight"), bn.gamma.clone()));
+            out.push((format!("bn{i}.bias"), bn.beta.clone()));
+            out.push((format!("bn{i}.running_mean"), bn.running_mean.clone()));
+            out.push((format!("bn{i}.running_var"), bn.running_var.clone()));
+        }
+        out.push(("head.weight".into(), self.head_w.clone()));
+        out.push(("head.bias".into(), self.head_b.clone()));
+        out
+    }
+}
+
+/// A perception network together with its metadata.
+#[derive(Debug, Clone)]
+pub struct PerceptionModel {
+    /// Name, rate, classes, training summary.
+    pub meta: ModelMeta,
+    /// Architecture.
+    pub config: PerceptionConfig,
+    /// Tensors.
+    pub net: PerceptionNet,
+}
+
+impl PerceptionModel {
+    /// A freshly initialised (untrained) network: He-normal convolutions,
+    /// identity batch norm. Deterministic for a seed.
+    pub fn init(
+        config: PerceptionConfig,
+        sample_rate: u32,
+        class_names: Vec<String>,
+        seed: u64,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelFileError> {
+        config.validate().map_err(ModelFileError::InvalidConfig)?;
+        if class_names.is_empty() {
+            return Err(ModelFileError::InvalidConfig("a perception model needs at least one class".into()));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        for i in 0..config.num_layers() {
+            let (inp, k) = if i == 0 {
+                (1, config.frontend_kernel)
+            } else {
+                (config.layer_channels(i - 1), config.kernel)
+            };
+            let out = config.layer_channels(i);
+            let std = (2.0 / (inp * k) as f32).sqrt();
+            convs.push(Tensor::from_vec(normal_vec(&mut rng, out * inp * k, std), (out, inp, k), device)?);
+            norms.push(identity_norm(out, config.bn_eps, device)?);
+        }
+        let classes = class_names.len();
+        let last = config.layer_channels(config.num_layers() - 1);
+        let head_w = Tensor::from_vec(
+            normal_vec(&mut rng, classes * last, (1.0 / last as f32).sqrt()),
+            (classes, last),
+            device,
+        )?;
+        let head_b = Tensor::zeros(classes, candle_core::DType::F32, device)?;
+        let net = PerceptionNet {
+            stride: config.frontend_stride,
+            convs,
+            norms,
+            pool: config.pool.clone(),
+            head_w,
+            head_b,
+        };
+        let meta = ModelMeta {
+            format_version: FORMAT_VERSION,
+            kind: ModelKind::Perception,
+            name: "untrained perception network".into(),
+            sample_rate,
+            class_names,
+            config: serde_json::to_value(&config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?,
+            training: Default::default(),
+        };
+        Ok(Self { meta, config, net })
+    }
+
+    /// Sets every batch norm's running statistics to those of `x`
+    /// (`[batch, samples]`, normalised), layer by layer, so an untrained
+    /// network has well-scaled activations.
+    pub fn calibrate_batch_norm(&mut self, x: &Tensor) -> CResult<()> {
+        let mut stats = Vec::new();
+        self.net.forward_train(x, &mut |_, m, v| stats.push((m, v)))?;
+        for (bn, (m, v)) in self.net.norms.iter_mut().zip(stats) {
+            bn.running_mean = m;
+            bn.running_var = v;
+        }
+        Ok(())
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.meta.class_names.len()
+    }
+
+    /// Loads and validates a perception model from file bytes.
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::from_bytes(bytes)?, device)
+    }
+
+    /// Loads and validates a perception model from disk.
+    pub fn load(path: &Path, device: &Device) -> std::result::Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::read(path)?, device)
+    }
+
+    /// Validates kind, config and every tensor's shape.
+    pub fn from_raw(raw: &RawModel, device: &Device) -> std::result::Result<Self, ModelFileError> {
+        raw.expect_kind(ModelKind::Perception)?;
+        let config: PerceptionConfig = serde_json::from_value(raw.meta.config.clone())
+            .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?;
+        config.validate().map_err(ModelFileError::InvalidConfig)?;
+        let classes = raw.meta.class_names.len();
+        if classes == 0 {
+            return Err(ModelFileError::InvalidConfig("the model lists no classes".into()));
+        }
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        for i in 0..config.num_layers() {
+            let out = config.layer_channels(i);
+            let shape = if i == 0 {
+                vec![out, 1, config.frontend_kernel]
+            } else {
+                vec![out, config.layer_channels(i - 1), config.kernel]
+            };
+            convs.push(raw.tensor(&format!("conv{i}.weight"), &shape, device)?);
+            let t = |n: &str| raw.tensor(&format!("bn{i}.{n}"), &[out], device);
+            norms.push(BatchNorm {
+                gamma: t("weight")?,
+                beta: t("bias")?,
+                running_mean: t("running_mean")?,
+                running_var: t("running_var")?,
+                eps: config.bn_eps,
+            });
+            if raw.tensors[&format!("bn{i}.running_var")].1.iter().any(|v| *v < 0.0) {
+                return Err(ModelFileError::InvalidConfig(format!("bn{i}.running_var has negative entries")));
+            }
+        }
+        let last = config.layer_channels(config.num_layers() - 1);
+        let net = PerceptionNet {
+            stride: config.frontend_stride,
+            convs,
+            norms,
+            pool: config.pool.clone(),
+            head_w: raw.tensor("head.weight", &[classes, last], device)?,
+            head_b: raw.tensor("head.bias", &[classes], device)?,
+        };
+        Ok(Self { meta: raw.meta.clone(), config, net })
+    }
+
+    /// The model as a raw container, ready to write.
+    pub fn to_raw(&self) -> std::result::Result<RawModel, ModelFileError> {
+        let mut raw = RawModel { meta: self.meta.clone(), tensors: Default::default() };
+        raw.meta.config =
+            serde_json::to_value(&self.config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
+        for (name, t) in self.net.named_tensors() {
+            raw.insert(&name, &t)?;
+        }
+        Ok(raw)
+    }
+
+    /// Writes the model file.
+    pub fn save(&self, path: &Path) -> std::result::Result<(), ModelFileError> {
+        self.to_raw()?.write(path)
+    }
+}
+
+fn identity_norm(chans: usize, eps: f64, device: &Device) -> CResult<BatchNorm> {
+    Ok(BatchNorm {
+        gamma: Tensor::ones(chans, candle_core::DType::F32, device)?,
+        beta: Tensor::zeros(chans, candle_core::DType::F32, device)?,
+        running_mean: Tensor::zeros(chans, candle_core::DType::F32, device)?,
+        running_var: Tensor::ones(chans, candle_core::DType::F32, device)?,
+        eps,
+    })
+}

@@ -1,0 +1,279 @@
+//! Turns a continuous stream at the host rate into a continuous stream of
+//! dream deltas with a fixed, known latency: resample to the model rate,
+//! process overlapping windows (50% hop, periodic Hann synthesis windows
+//! that sum to one), overlap-add, resample back.
+//!
+//! The output for input sample `n` appears at output sample `n + latency()`,
+//! whatever the block sizes, so `dry delayed by latency() + delta` lines up.
+
+use std::collections::VecDeque;
+
+use crate::dreamer::{DreamError, DreamParams, Dreamer};
+use crate::resample::{ChunkResampler, ResampleError};
+
+/// Errors of the streaming dreamer.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// A resampler could not be built or run.
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    /// Dreaming a window failed.
+    #[error(transparent)]
+    Dream(#[from] DreamError),
+    /// An impossible configuration.
+    #[error("invalid stream settings: {0}")]
+    Config(String),
+}
+
+/// Computes the change to make to one window at the model rate.
+pub trait WindowProcessor {
+    /// Fills `delta` (as long as `window`) with the change to apply.
+    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError>;
+}
+
+/// The dreaming window processor: a [`Dreamer`] with its settings. Silent
+/// windows give a zero delta.
+pub struct DreamWindows {
+    /// The dreamer.
+    pub dreamer: Dreamer,
+    /// Settings used for every window from now on.
+    pub params: DreamParams,
+}
+
+impl WindowProcessor for DreamWindows {
+    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
+        let d = self.dreamer.dream_delta(window, &self.params, true)?;
+        delta.copy_from_slice(&d);
+        Ok(())
+    }
+}
+
+/// Rates and window of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// The host's sample rate in Hz.
+    pub host_rate: u32,
+    /// The model's sample rate in Hz.
+    pub model_rate: u32,
+    /// Window length in model samples (even).
+    pub window: usize,
+}
+
+/// The streaming delta pipeline around a [`WindowProcessor`].
+pub struct DeltaStream<P> {
+    processor: P,
+    down: ChunkResampler,
+    up: ChunkResampler,
+    window: usize,
+    hop: usize,
+    /// Zeros put in front of the model-rate stream so the whole path delays
+    /// by a whole number of host samples.
+    align: usize,
+    latency: usize,
+    /// Delay of the resamplers and alignment, in host samples.
+    intrinsic: usize,
+    /// Leading zeros still to emit before the first resampled delta.
+    lead: usize,
+    synthesis: Vec<f32>,
+    host_in: Vec<f32>,
+    model_in: VecDeque<f32>,
+    ola: Vec<f32>,
+    model_out: Vec<f32>,
+    host_out: VecDeque<f32>,
+    scratch_window: Vec<f32>,
+    scratch_delta: Vec<f32>,
+    scratch_down: Vec<f32>,
+    scratch_up: Vec<f32>,
+    windows_done: u64,
+}
+
+impl<P: WindowProcessor> DeltaStream<P> {
+    /// Builds the pipeline; everything it needs is allocated here.
+    pub fn new(config: StreamConfig, processor: P) -> Result<Self, StreamError> {
+        let StreamConfig { host_rate, model_rate, window } = config;
+        if window < 2 || window % 2 != 0 {
+            return Err(StreamError::Config(format!("window {window} must be even and at least 2")));
+        }
+        let hop = window / 2;
+        // ~20 ms chunks keep the added latency small without many tiny FFTs.
+        let down = ChunkResampler::new(host_rate, model_rate, (host_rate as usize / 50).max(64))?;
+        let up = ChunkResampler::new(model_rate, host_rate, (model_rate as usize / 50).max(64))?;
+        let (h, m) = (u64::from(host_rate), u64::from(model_rate));
+        let step = m / gcd(h, m);
+        let align = ((step - down.delay() as u64 % step) % step) as usize;
+        let intrinsic = up.delay() as u64 + (down.delay() + align) as u64 * h / m;
+        let latency = worst_lag(&down, &up, window, hop, align, intrinsic)?;
+        let synthesis = (0..window)
+            .map(|i| {
+                let phase = std::f64::consts::TAU * i as f64 / window as f64;
+                (0.5 - 0.5 * phase.cos()) as f32
+            })
+            .collect();
+        let mut s = Self {
+            processor,
+            scratch_down: vec![0.0; down.chunk_out()],
+            scratch_up: vec![0.0; up.chunk_out()],
+            host_in: Vec::with_capacity(down.chunk_in()),
+            model_out: Vec::with_capacity(up.chunk_in() + hop),
+            model_in: VecDeque::with_capacity(window + down.chunk_out() + align),
+            host_out: VecDeque::with_capacity(latency + up.chunk_out() * 2 + (hop as u64 * h / m) as usize + 16),
+            down,
+            up,
+            window,
+            hop,
+            align,
+            latency,
+            intrinsic: intrinsic as usize,
+            lead: 0,
+            synthesis,
+            ola: vec![0.0; window],
+            scratch_window: vec![0.0; window],
+            scratch_delta: vec![0.0; window],
+            windows_done: 0,
+        };
+        s.reset();
+        Ok(s)
+    }
+
+    /// Latency of the delta relative to the input, in host samples.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Windows processed so far.
+    pub fn windows_done(&self) -> u64 {
+        self.windows_done
+    }
+
+    /// The window processor.
+    pub fn processor(&self) -> &P {
+        &self.processor
+    }
+
+    /// The window processor, to change its settings between windows.
+    pub fn processor_mut(&mut self) -> &mut P {
+        &mut self.processor
+    }
+
+    /// Forgets the stream's history, as at construction.
+    pub fn reset(&mut self) {
+        self.down.reset();
+        self.up.reset();
+        self.host_in.clear();
+        self.model_in.clear();
+        self.model_in.extend(std::iter::repeat_n(0.0, self.align));
+        self.ola.fill(0.0);
+        self.model_out.clear();
+        self.host_out.clear();
+        self.lead = self.latency - self.intrinsic;
+        self.windows_done = 0;
+    }
+
+    /// Feeds `input` (host rate) and writes the delta for the same span of
+    /// time into `delta` (same length), `latency()` samples late.
+    pub fn process(&mut self, input: &[f32], delta: &mut [f32]) -> Result<(), StreamError> {
+        assert_eq!(input.len(), delta.len(), "input and delta blocks must match");
+        let mut rest = input;
+        while !rest.is_empty() {
+            let take = (self.down.chunk_in() - self.host_in.len()).min(rest.len());
+            self.host_in.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.host_in.len() == self.down.chunk_in() {
+                self.down.process(&self.host_in, &mut self.scratch_down)?;
+                self.host_in.clear();
+                self.model_in.extend(self.scratch_down.iter().copied());
+                self.run_windows()?;
+            }
+        }
+        for out in delta.iter_mut() {
+            *out = if self.lead > 0 {
+                self.lead -= 1;
+                0.0
+            } else {
+                // The latency is the worst case over every block pattern,
+                // so a sample is always ready; 0.0 only guards a logic error.
+                debug_assert!(!self.host_out.is_empty(), "delta stream ran dry");
+                self.host_out.pop_front().unwrap_or(0.0)
+            };
+        }
+        Ok(())
+    }
+
+    fn run_windows(&mut self) -> Result<(), StreamError> {
+        while self.model_in.len() >= self.window {
+            for (dst, src) in self.scratch_window.iter_mut().zip(self.model_in.iter()) {
+                *dst = *src;
+            }
+            self.processor.process(&self.scratch_window, &mut self.scratch_delta)?;
+            self.windows_done += 1;
+            for ((acc, d), w) in self.ola.iter_mut().zip(&self.scratch_delta).zip(&self.synthesis) {
+                *acc += d * w;
+            }
+            self.model_out.extend_from_slice(&self.ola[..self.hop]);
+            self.ola.copy_within(self.hop.., 0);
+            let tail = self.window - self.hop;
+            self.ola[tail..].fill(0.0);
+            self.model_in.drain(..self.hop);
+            while self.model_out.len() >= self.up.chunk_in() {
+                let n = self.up.chunk_in();
+                self.up.process(&self.model_out[..n], &mut self.scratch_up)?;
+                self.model_out.drain(..n);
+                self.host_out.extend(self.scratch_up.iter().copied());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
+}
+
+/// The smallest latency at which every delta sample is ready by the time it
+/// must be output, for every way of splitting the input into blocks.
+///
+/// After `n` input samples the pipeline has produced `f(n)` host-rate delta
+/// samples, whose first one belongs to input sample `-intrinsic`; output
+/// sample `n - 1` needs delta index `n - 1 - latency + intrinsic`, so the
+/// latency is the maximum of `n + intrinsic - f(n)`. `n - f(n)` is periodic,
+/// so one period past the start-up is enough to find it.
+fn worst_lag(
+    down: &ChunkResampler,
+    up: &ChunkResampler,
+    window: usize,
+    hop: usize,
+    align: usize,
+    intrinsic: u64,
+) -> Result<usize, StreamError> {
+    let (ci_a, co_a) = (down.chunk_in() as u64, down.chunk_out() as u64);
+    let (ci_c, co_c) = (up.chunk_in() as u64, up.chunk_out() as u64);
+    let (w, h) = (window as u64, hop as u64);
+    let produced = |n: u64| -> u64 {
+        let y = align as u64 + n / ci_a * co_a;
+        let z = if y >= w { ((y - w) / h + 1) * h } else { 0 };
+        z / ci_c * co_c
+    };
+    let q = lcm(h, ci_c);
+    let period = ci_a * (q / gcd(co_a, q));
+    // Start-up: the first window needs `window` model samples.
+    let startup = (w + align as u64) * ci_a / co_a + 2 * ci_a;
+    let end = startup + 2 * period;
+    if end > 200_000_000 {
+        return Err(StreamError::Config(format!("rate ratio too awkward (period {period} samples)")));
+    }
+    let mut worst = 0u64;
+    let mut n = 1u64;
+    while n <= end {
+        worst = worst.max(n + intrinsic - produced(n).min(n + intrinsic));
+        n += 1;
+    }
+    Ok(worst as usize)
+}

@@ -1,0 +1,140 @@
+mod common;
+
+use candle_core::Device;
+use reverie_engine::dreamer::{DreamError, DreamParams, Dreamer};
+use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig, WindowProcessor};
+
+const HOST_RATES: [u32; 3] = [44_100, 48_000, 96_000];
+const BLOCKS: [usize; 6] = [1, 7, 64, 333, 1024, 4096];
+
+fn config(host_rate: u32) -> StreamConfig {
+    StreamConfig { host_rate, model_rate: common::RATE, window: common::tiny_config().window }
+}
+
+fn dream_windows(iterations: usize) -> DreamWindows {
+    DreamWindows {
+        dreamer: Dreamer::new(common::tiny_model(3), Device::Cpu),
+        params: DreamParams { iterations, ..DreamParams::default() },
+    }
+}
+
+/// Runs `input` through the stream in blocks of `block` samples.
+fn run<P: WindowProcessor>(stream: &mut DeltaStream<P>, input: &[f32], block: usize) -> Vec<f32> {
+    let mut out = vec![0.0; input.len()];
+    for (i, o) in input.chunks(block).zip(out.chunks_mut(block)) {
+        stream.process(i, o).unwrap();
+    }
+    out
+}
+
+fn tones(n: usize, rate: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            0.5 * (std::f32::consts::TAU * 440.0 * t).sin() + 0.25 * (std::f32::consts::TAU * 1_234.5 * t).sin()
+        })
+        .collect()
+}
+
+#[test]
+fn zero_iterations_give_zero_delta_and_dry_plus_delta_is_the_delayed_input() {
+    for rate in HOST_RATES {
+        for block in BLOCKS {
+            let mut stream = DeltaStream::new(config(rate), dream_windows(0)).unwrap();
+            let latency = stream.latency();
+            let input = common::noise(rate as usize / 2 + latency, u64::from(rate), 0.3);
+            let delta = run(&mut stream, &input, block);
+            assert!(delta.iter().all(|d| *d == 0.0), "rate {rate} block {block}: non-zero delta");
+            // The dry path the plugin uses: a delay line of `latency` samples.
+            let mut worst = 0.0f32;
+            for n in 0..input.len() {
+                let dry = if n >= latency { input[n - latency] } else { 0.0 };
+                let expected = if n >= latency { input[n - latency] } else { 0.0 };
+                worst = worst.max((dry + delta[n] - expected).abs());
+            }
+            assert!(worst < 1e-5, "rate {rate} block {block}: error {worst}");
+        }
+    }
+}
+
+/// Hands the window back as its own delta, so the delta stream is the input
+/// itself, resampled twice: this is what tells whether the reported latency
+/// is where the audio really comes out.
+struct Identity;
+
+impl WindowProcessor for Identity {
+    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
+        delta.copy_from_slice(window);
+        Ok(())
+    }
+}
+
+fn alignment_error(input: &[f32], out: &[f32], lag: usize, from: usize) -> f32 {
+    (from..out.len()).map(|n| (out[n] - input[n - lag]).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn delta_path_comes_out_exactly_at_the_reported_latency() {
+    for rate in HOST_RATES {
+        let mut stream = DeltaStream::new(config(rate), Identity).unwrap();
+        let latency = stream.latency();
+        let input = tones(rate as usize + latency, rate);
+        let out = run(&mut stream, &input, 512);
+        // Skip the start-up and the first window, which has no left neighbour.
+        let from = latency + rate as usize / 4;
+        let at = alignment_error(&input, &out, latency, from);
+        assert!(at < 2e-3, "rate {rate}: error {at} at the reported latency {latency}");
+        for off in [latency - 1, latency + 1] {
+            let e = alignment_error(&input, &out, off, from);
+            assert!(e > 10.0 * at, "rate {rate}: lag {off} fits as well ({e} vs {at})");
+        }
+    }
+}
+
+#[test]
+fn block_size_does_not_change_a_single_sample() {
+    for rate in HOST_RATES {
+        let input = tones(rate as usize, rate);
+        let reference = run(&mut DeltaStream::new(config(rate), Identity).unwrap(), &input, 4096);
+        for block in [1, 63, 1000] {
+            let out = run(&mut DeltaStream::new(config(rate), Identity).unwrap(), &input, block);
+            assert_eq!(out, reference, "rate {rate} block {block}");
+        }
+    }
+}
+
+#[test]
+fn dreaming_stream_is_silent_on_silence_and_moves_real_audio() {
+    let rate = 48_000;
+    let mut stream = DeltaStream::new(config(rate), dream_windows(3)).unwrap();
+    let silent = vec![0.0f32; rate as usize];
+    assert!(run(&mut stream, &silent, 256).iter().all(|d| *d == 0.0));
+    let mut stream = DeltaStream::new(config(rate), dream_windows(3)).unwrap();
+    let input = tones(rate as usize, rate);
+    let delta = run(&mut stream, &input, 256);
+    assert!(delta.iter().all(|d| d.is_finite()));
+    let energy: f32 = delta.iter().map(|d| d * d).sum();
+    assert!(energy > 1e-6, "dreaming should change the audio (energy {energy})");
+    assert!(stream.windows_done() > 0);
+}
+
+#[test]
+fn reset_replays_identically() {
+    let rate = 44_100;
+    let input = tones(rate as usize / 2, rate);
+    let mut stream = DeltaStream::new(config(rate), Identity).unwrap();
+    let first = run(&mut stream, &input, 100);
+    stream.reset();
+    let second = run(&mut stream, &input, 100);
+    assert_eq!(first, second);
+}
+
+#[test]
+fn clip_resampling_keeps_length_ratio_and_timing() {
+    let input = tones(44_100, 44_100);
+    let out = reverie_engine::resample::resample_clip(&input, 44_100, 16_000).unwrap();
+    assert_eq!(out.len(), 16_000);
+    let expected = tones(16_000, 16_000);
+    let err = out[500..15_500].iter().zip(&expected[500..15_500]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(err < 2e-3, "error {err}");
+}

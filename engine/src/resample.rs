@@ -29,7 +29,7 @@ impl ChunkResampler {
         if from == to {
             return Ok(Self { inner: None, chunk_in: 1, chunk_out: 1, delay: 0 });
         }
-        let fft = Fft::<f32>::new(from as usize, to as usize, chunk_hint, 1, FixedSync::Both)
+        let fft = Fft::<f32>::new(from as usize, to as usize, even_chunk(from, to, chunk_hint), 1, FixedSync::Both)
             .map_err(|e| ResampleError(e.to_string()))?;
         Ok(Self {
             chunk_in: fft.input_frames_next(),
@@ -85,7 +85,7 @@ pub fn resample_clip(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Resa
     if from == 0 || to == 0 {
         return Err(ResampleError(format!("invalid rates {from} -> {to}")));
     }
-    let mut fft = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Both)
+    let mut fft = Fft::<f32>::new(from as usize, to as usize, even_chunk(from, to, 1024), 1, FixedSync::Both)
         .map_err(|e| ResampleError(e.to_string()))?;
     let inp = InterleavedSlice::new(input, 1, input.len()).map_err(|e| ResampleError(e.to_string()))?;
     let needed = fft.process_all_needed_output_len(input.len());
@@ -97,4 +97,25 @@ pub fn resample_clip(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Resa
         .map_err(|e| ResampleError(e.to_string()))?;
     out.truncate(produced);
     Ok(out)
+}
+
+/// A chunk size near `hint` whose FFT sizes are even on both sides. The
+/// FFT resampler delays by half its block; with an odd block that half falls
+/// between samples and the output would be shifted by half a sample.
+fn even_chunk(from: u32, to: u32, hint: usize) -> usize {
+    let g = gcd(from as usize, to as usize);
+    let (min_in, min_out) = (from as usize / g, to as usize / g);
+    let mut blocks = hint.div_ceil(min_in).max(1);
+    if (blocks * min_in) % 2 != 0 || (blocks * min_out) % 2 != 0 {
+        blocks += 1;
+    }
+    blocks * min_in
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }

@@ -21,7 +21,11 @@ pub const CUDA_BUILD: bool = cfg!(feature = "cuda");
 pub fn select(prefer_gpu: bool) -> ComputeDevice {
     let cpu = |why: &str| ComputeDevice {
         device: Device::Cpu,
-        description: if why.is_empty() { "CPU".to_string() } else { format!("CPU ({why})") },
+        description: if why.is_empty() {
+            "CPU".to_string()
+        } else {
+            format!("CPU ({why})")
+        },
     };
     if !prefer_gpu {
         return cpu("");
@@ -37,7 +41,10 @@ fn open_gpu() -> Result<ComputeDevice, String> {
     // A missing driver or library must not take the process down: candle
     // loads CUDA dynamically, and any failure here just means "use the CPU".
     match std::panic::catch_unwind(|| Device::new_cuda(0)) {
-        Ok(Ok(device)) => Ok(ComputeDevice { device, description: "CUDA GPU 0".to_string() }),
+        Ok(Ok(device)) => Ok(ComputeDevice {
+            device,
+            description: "CUDA GPU 0".to_string(),
+        }),
         Ok(Err(e)) => Err(format!("no usable GPU: {e}")),
         Err(_) => Err("no usable GPU: the CUDA libraries could not be loaded".to_string()),
     }

@@ -107,7 +107,10 @@ impl DreamTarget {
                 DreamTarget::Channel { layer, channel }
             }
             ["class", c] => DreamTarget::Class { class: class(c)? },
-            ["contrast", a] => DreamTarget::Contrast { class: class(a)?, against: Against::Others },
+            ["contrast", a] => DreamTarget::Contrast {
+                class: class(a)?,
+                against: Against::Others,
+            },
             ["contrast", a, b] => DreamTarget::Contrast {
                 class: class(a)?,
                 against: Against::Class(class(b)?),
@@ -162,8 +165,14 @@ impl DreamTarget {
             DreamTarget::LayerMean { layer } => format!("layer:{}", layer + 1),
             DreamTarget::Channel { layer, channel } => format!("channel:{}:{channel}", layer + 1),
             DreamTarget::Class { class } => format!("class:{}", name(class)),
-            DreamTarget::Contrast { class, against: Against::Others } => format!("contrast:{}", name(class)),
-            DreamTarget::Contrast { class, against: Against::Class(b) } => {
+            DreamTarget::Contrast {
+                class,
+                against: Against::Others,
+            } => format!("contrast:{}", name(class)),
+            DreamTarget::Contrast {
+                class,
+                against: Against::Class(b),
+            } => {
                 format!("contrast:{}:{}", name(class), name(b))
             }
         }
@@ -270,7 +279,10 @@ impl Dreamer {
 
     fn input(&self, x: &[f32]) -> Result<Tensor, DreamError> {
         if x.len() != self.window() {
-            return Err(DreamError::WindowLength { expected: self.window(), found: x.len() });
+            return Err(DreamError::WindowLength {
+                expected: self.window(),
+                found: x.len(),
+            });
         }
         Ok(Tensor::from_slice(x, (1, x.len()), &self.device)?)
     }
@@ -312,9 +324,12 @@ impl Dreamer {
         };
         for _ in 0..params.iterations {
             let (t, s, c) = self.terms(var.as_tensor(), &params.target)?;
-            let loss = ((t * -sign)? + (s * f64::from(params.sparsity))? + (c * f64::from(params.continuity))?)?;
+            let loss =
+                ((t * -sign)? + (s * f64::from(params.sparsity))? + (c * f64::from(params.continuity))?)?;
             let grads = loss.backward()?;
-            let Some(g) = grads.get(var.as_tensor()) else { break };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                break;
+            };
             let peak: f32 = g.abs()?.max_all()?.to_scalar()?;
             // A flat objective has nowhere to go; dividing by zero would
             // turn the window into NaNs.
@@ -332,14 +347,12 @@ impl Dreamer {
     /// as the paper does. A window whose peak is below `silence` comes back
     /// as a zero delta when `gate` is set (silence in, silence out);
     /// otherwise it is dreamed unscaled, as when dreaming from silence.
-    pub fn dream_delta(
-        &self,
-        raw: &[f32],
-        params: &DreamParams,
-        gate: bool,
-    ) -> Result<Vec<f32>, DreamError> {
+    pub fn dream_delta(&self, raw: &[f32], params: &DreamParams, gate: bool) -> Result<Vec<f32>, DreamError> {
         if raw.len() != self.window() {
-            return Err(DreamError::WindowLength { expected: self.window(), found: raw.len() });
+            return Err(DreamError::WindowLength {
+                expected: self.window(),
+                found: raw.len(),
+            });
         }
         let (normalised, scale) = normalise(raw);
         if params.iterations == 0 || (gate && scale < SILENCE) {

@@ -24,7 +24,9 @@ pub fn strided_frontend(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Te
         candle_core::bail!("input of {samples} samples is shorter than one {kernel}-sample frame");
     }
     let frames = blocks - m + 1;
-    let x = x.narrow(1, 0, blocks * stride)?.reshape((batch, blocks, stride))?;
+    let x = x
+        .narrow(1, 0, blocks * stride)?
+        .reshape((batch, blocks, stride))?;
     let parts = (0..m)
         .map(|j| x.narrow(1, j, frames))
         .collect::<Result<Vec<_>>>()?;
@@ -47,9 +49,7 @@ pub fn conv_valid(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         .collect::<Result<Vec<_>>>()?;
     let stacked = Tensor::cat(&parts, 2)?.reshape((batch * frames, kernel * chans))?;
     // [out, in, k] -> [k, in, out] so rows match the (k, channel) stacking.
-    let w = weight
-        .permute((2, 1, 0))?
-        .reshape((kernel * chans, out))?;
+    let w = weight.permute((2, 1, 0))?.reshape((kernel * chans, out))?;
     stacked.matmul(&w)?.reshape((batch, frames, out))
 }
 

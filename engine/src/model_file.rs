@@ -86,7 +86,9 @@ pub enum ModelFileError {
         source: std::io::Error,
     },
     /// The bytes end before the safetensors header says they should.
-    #[error("the model file is truncated ({0}); it was probably not copied completely, copy or download it again")]
+    #[error(
+        "the model file is truncated ({0}); it was probably not copied completely, copy or download it again"
+    )]
     Truncated(String),
     /// The bytes are not a safetensors file at all.
     #[error("not a safetensors model file ({0}); choose a .safetensors file written by `cargo xtask train`")]
@@ -160,8 +162,7 @@ impl RawModel {
     /// format version, f32 dtype and finiteness of every tensor.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| classify(e, bytes.len()))?;
-        let (_, header) =
-            SafeTensors::read_metadata(bytes).map_err(|e| classify(e, bytes.len()))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| classify(e, bytes.len()))?;
         let json = header
             .metadata()
             .as_ref()
@@ -228,12 +229,7 @@ impl RawModel {
     }
 
     /// Takes a tensor of exactly the given shape onto `device`.
-    pub fn tensor(
-        &self,
-        name: &str,
-        shape: &[usize],
-        device: &Device,
-    ) -> Result<Tensor, ModelFileError> {
+    pub fn tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor, ModelFileError> {
         let (found, data) = self
             .tensors
             .get(name)
@@ -250,8 +246,8 @@ impl RawModel {
 
     /// Serialises metadata and tensors into safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileError> {
-        let json = serde_json::to_string(&self.meta)
-            .map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
+        let json =
+            serde_json::to_string(&self.meta).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
         let mut names: Vec<&String> = self.tensors.keys().collect();
         names.sort();
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = names
@@ -271,8 +267,7 @@ impl RawModel {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
-        safetensors::serialize(views, Some(info))
-            .map_err(|e| ModelFileError::NotSafetensors(e.to_string()))
+        safetensors::serialize(views, Some(info)).map_err(|e| ModelFileError::NotSafetensors(e.to_string()))
     }
 
     /// Writes the model to disk.

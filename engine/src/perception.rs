@@ -84,14 +84,20 @@ impl PerceptionConfig {
         for layer in 0..self.num_layers() {
             if layer > 0 {
                 if frames < self.kernel {
-                    return Err(format!("layer {} gets {frames} frames, fewer than its kernel", layer + 1));
+                    return Err(format!(
+                        "layer {} gets {frames} frames, fewer than its kernel",
+                        layer + 1
+                    ));
                 }
                 frames = frames - self.kernel + 1;
             }
             out.push(frames);
             if self.pool[layer] {
                 if frames < 4 {
-                    return Err(format!("layer {} has {frames} frames, too few to pool", layer + 1));
+                    return Err(format!(
+                        "layer {} has {frames} frames, too few to pool",
+                        layer + 1
+                    ));
                 }
                 frames = (frames - 2) / 2;
             }
@@ -189,7 +195,11 @@ impl PerceptionNet {
                 h = conv_valid(&h, conv)?;
             }
             let a = norm(&self.norms[i], &h)?.relu()?;
-            h = if self.pool[i] { max_pool_3_2(&a)? } else { a.clone() };
+            h = if self.pool[i] {
+                max_pool_3_2(&a)?
+            } else {
+                a.clone()
+            };
             layers.push(a);
         }
         let pooled = h.mean(1)?;
@@ -236,7 +246,9 @@ impl PerceptionModel {
     ) -> std::result::Result<Self, ModelFileError> {
         config.validate().map_err(ModelFileError::InvalidConfig)?;
         if class_names.is_empty() {
-            return Err(ModelFileError::InvalidConfig("a perception model needs at least one class".into()));
+            return Err(ModelFileError::InvalidConfig(
+                "a perception model needs at least one class".into(),
+            ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut convs = Vec::new();
@@ -249,7 +261,11 @@ impl PerceptionModel {
             };
             let out = config.layer_channels(i);
             let std = (2.0 / (inp * k) as f32).sqrt();
-            convs.push(Tensor::from_vec(normal_vec(&mut rng, out * inp * k, std), (out, inp, k), device)?);
+            convs.push(Tensor::from_vec(
+                normal_vec(&mut rng, out * inp * k, std),
+                (out, inp, k),
+                device,
+            )?);
             norms.push(identity_norm(out, config.bn_eps, device)?);
         }
         let classes = class_names.len();
@@ -336,8 +352,14 @@ impl PerceptionModel {
                 running_var: t("running_var")?,
                 eps: config.bn_eps,
             });
-            if raw.tensors[&format!("bn{i}.running_var")].1.iter().any(|v| *v < 0.0) {
-                return Err(ModelFileError::InvalidConfig(format!("bn{i}.running_var has negative entries")));
+            if raw.tensors[&format!("bn{i}.running_var")]
+                .1
+                .iter()
+                .any(|v| *v < 0.0)
+            {
+                return Err(ModelFileError::InvalidConfig(format!(
+                    "bn{i}.running_var has negative entries"
+                )));
             }
         }
         let last = config.layer_channels(config.num_layers() - 1);
@@ -349,12 +371,19 @@ impl PerceptionModel {
             head_w: raw.tensor("head.weight", &[classes, last], device)?,
             head_b: raw.tensor("head.bias", &[classes], device)?,
         };
-        Ok(Self { meta: raw.meta.clone(), config, net })
+        Ok(Self {
+            meta: raw.meta.clone(),
+            config,
+            net,
+        })
     }
 
     /// The model as a raw container, ready to write.
     pub fn to_raw(&self) -> std::result::Result<RawModel, ModelFileError> {
-        let mut raw = RawModel { meta: self.meta.clone(), tensors: Default::default() };
+        let mut raw = RawModel {
+            meta: self.meta.clone(),
+            tensors: Default::default(),
+        };
         raw.meta.config =
             serde_json::to_value(&self.config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
         for (name, t) in self.net.named_tensors() {

@@ -27,10 +27,21 @@ impl ChunkResampler {
             return Err(ResampleError(format!("invalid rates {from} -> {to}")));
         }
         if from == to {
-            return Ok(Self { inner: None, chunk_in: 1, chunk_out: 1, delay: 0 });
+            return Ok(Self {
+                inner: None,
+                chunk_in: 1,
+                chunk_out: 1,
+                delay: 0,
+            });
         }
-        let fft = Fft::<f32>::new(from as usize, to as usize, even_chunk(from, to, chunk_hint), 1, FixedSync::Both)
-            .map_err(|e| ResampleError(e.to_string()))?;
+        let fft = Fft::<f32>::new(
+            from as usize,
+            to as usize,
+            even_chunk(from, to, chunk_hint),
+            1,
+            FixedSync::Both,
+        )
+        .map_err(|e| ResampleError(e.to_string()))?;
         Ok(Self {
             chunk_in: fft.input_frames_next(),
             chunk_out: fft.output_frames_next(),
@@ -85,8 +96,14 @@ pub fn resample_clip(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Resa
     if from == 0 || to == 0 {
         return Err(ResampleError(format!("invalid rates {from} -> {to}")));
     }
-    let mut fft = Fft::<f32>::new(from as usize, to as usize, even_chunk(from, to, 1024), 1, FixedSync::Both)
-        .map_err(|e| ResampleError(e.to_string()))?;
+    let mut fft = Fft::<f32>::new(
+        from as usize,
+        to as usize,
+        even_chunk(from, to, 1024),
+        1,
+        FixedSync::Both,
+    )
+    .map_err(|e| ResampleError(e.to_string()))?;
     let inp = InterleavedSlice::new(input, 1, input.len()).map_err(|e| ResampleError(e.to_string()))?;
     let needed = fft.process_all_needed_output_len(input.len());
     let mut out = vec![0.0f32; needed];

@@ -31,18 +31,20 @@ pub trait WindowProcessor {
     fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError>;
 }
 
-/// The dreaming window processor: a [`Dreamer`] with its settings. Silent
-/// windows give a zero delta.
+/// The dreaming window processor: a [`Dreamer`] with its settings.
 pub struct DreamWindows {
     /// The dreamer.
     pub dreamer: Dreamer,
     /// Settings used for every window from now on.
     pub params: DreamParams,
+    /// Silent windows give a zero delta (silence in, silence out). Off only
+    /// when deliberately dreaming from silence.
+    pub gate: bool,
 }
 
 impl WindowProcessor for DreamWindows {
     fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
-        let d = self.dreamer.dream_delta(window, &self.params, true)?;
+        let d = self.dreamer.dream_delta(window, &self.params, self.gate)?;
         delta.copy_from_slice(&d);
         Ok(())
     }
@@ -90,9 +92,15 @@ pub struct DeltaStream<P> {
 impl<P: WindowProcessor> DeltaStream<P> {
     /// Builds the pipeline; everything it needs is allocated here.
     pub fn new(config: StreamConfig, processor: P) -> Result<Self, StreamError> {
-        let StreamConfig { host_rate, model_rate, window } = config;
+        let StreamConfig {
+            host_rate,
+            model_rate,
+            window,
+        } = config;
         if window < 2 || window % 2 != 0 {
-            return Err(StreamError::Config(format!("window {window} must be even and at least 2")));
+            return Err(StreamError::Config(format!(
+                "window {window} must be even and at least 2"
+            )));
         }
         let hop = window / 2;
         // ~20 ms chunks keep the added latency small without many tiny FFTs.
@@ -116,7 +124,9 @@ impl<P: WindowProcessor> DeltaStream<P> {
             host_in: Vec::with_capacity(down.chunk_in()),
             model_out: Vec::with_capacity(up.chunk_in() + hop),
             model_in: VecDeque::with_capacity(window + down.chunk_out() + align),
-            host_out: VecDeque::with_capacity(latency + up.chunk_out() * 2 + (hop as u64 * h / m) as usize + 16),
+            host_out: VecDeque::with_capacity(
+                latency + up.chunk_out() * 2 + (hop as u64 * h / m) as usize + 16,
+            ),
             down,
             up,
             window,
@@ -204,7 +214,8 @@ impl<P: WindowProcessor> DeltaStream<P> {
             for (dst, src) in self.scratch_window.iter_mut().zip(self.model_in.iter()) {
                 *dst = *src;
             }
-            self.processor.process(&self.scratch_window, &mut self.scratch_delta)?;
+            self.processor
+                .process(&self.scratch_window, &mut self.scratch_delta)?;
             self.windows_done += 1;
             for ((acc, d), w) in self.ola.iter_mut().zip(&self.scratch_delta).zip(&self.synthesis) {
                 *acc += d * w;
@@ -267,7 +278,9 @@ fn worst_lag(
     let startup = (w + align as u64) * ci_a / co_a + 2 * ci_a;
     let end = startup + 2 * period;
     if end > 200_000_000 {
-        return Err(StreamError::Config(format!("rate ratio too awkward (period {period} samples)")));
+        return Err(StreamError::Config(format!(
+            "rate ratio too awkward (period {period} samples)"
+        )));
     }
     let mut worst = 0u64;
     let mut n = 1u64;

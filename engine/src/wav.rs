@@ -18,7 +18,9 @@ pub enum WavError {
         source: std::io::Error,
     },
     /// The file is not a WAV hound can read.
-    #[error("{path} is not a readable WAV file ({reason}); convert it to 16/24/32-bit PCM or 32-bit float WAV")]
+    #[error(
+        "{path} is not a readable WAV file ({reason}); convert it to 16/24/32-bit PCM or 32-bit float WAV"
+    )]
     Format {
         /// Path.
         path: String,
@@ -67,16 +69,28 @@ impl Audio {
 /// Reads a WAV file.
 pub fn read(path: &Path) -> Result<Audio, WavError> {
     let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| WavError::Open { path: p.clone(), source })?;
-    let format = |e: hound::Error| WavError::Format { path: p.clone(), reason: e.to_string() };
+    let file = std::fs::File::open(path).map_err(|source| WavError::Open {
+        path: p.clone(),
+        source,
+    })?;
+    let format = |e: hound::Error| WavError::Format {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
     let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(format)?;
     let spec = reader.spec();
     let ch = usize::from(spec.channels);
     if ch == 0 {
-        return Err(WavError::Format { path: p, reason: "zero channels".into() });
+        return Err(WavError::Format {
+            path: p,
+            reason: "zero channels".into(),
+        });
     }
     let interleaved: Vec<f32> = match spec.sample_format {
-        SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().map_err(format)?,
+        SampleFormat::Float => reader
+            .samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(format)?,
         SampleFormat::Int => {
             let full = (1u64 << (spec.bits_per_sample - 1)) as f32;
             reader
@@ -97,7 +111,10 @@ pub fn read(path: &Path) -> Result<Audio, WavError> {
 /// full scale.
 pub fn write(path: &Path, audio: &Audio) -> Result<(), WavError> {
     let p = path.display().to_string();
-    let err = |e: hound::Error| WavError::Write { path: p.clone(), reason: e.to_string() };
+    let err = |e: hound::Error| WavError::Write {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
     let mut writer = hound::WavWriter::create(path, audio.spec).map_err(err)?;
     for i in 0..audio.len() {
         for c in &audio.channels {

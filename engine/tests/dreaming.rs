@@ -1,7 +1,7 @@
 mod common;
 
 use candle_core::Device;
-use reverie_engine::dreamer::{Against, DreamParams, DreamTarget, Direction, Dreamer};
+use reverie_engine::dreamer::{Against, Direction, DreamParams, DreamTarget, Dreamer};
 
 fn dreamer(seed: u64) -> Dreamer {
     Dreamer::new(common::tiny_model(seed), Device::Cpu)
@@ -13,13 +13,26 @@ fn targets() -> Vec<DreamTarget> {
         DreamTarget::LayerMean { layer: 2 },
         DreamTarget::Channel { layer: 1, channel: 5 },
         DreamTarget::Class { class: 1 },
-        DreamTarget::Contrast { class: 0, against: Against::Class(2) },
-        DreamTarget::Contrast { class: 2, against: Against::Others },
+        DreamTarget::Contrast {
+            class: 0,
+            against: Against::Class(2),
+        },
+        DreamTarget::Contrast {
+            class: 2,
+            against: Against::Others,
+        },
     ]
 }
 
 fn params(target: DreamTarget, direction: Direction) -> DreamParams {
-    DreamParams { target, direction, iterations: 6, step: 0.01, sparsity: 0.0, continuity: 0.0 }
+    DreamParams {
+        target,
+        direction,
+        iterations: 6,
+        step: 0.01,
+        sparsity: 0.0,
+        continuity: 0.0,
+    }
 }
 
 #[test]
@@ -50,11 +63,22 @@ fn every_target_falls_when_dreamed_away() {
 fn each_step_moves_samples_by_at_most_the_step_size() {
     let d = dreamer(3);
     let x = common::window(2_000, 9);
-    let p = DreamParams { iterations: 3, step: 0.01, ..params(DreamTarget::Class { class: 0 }, Direction::Toward) };
+    let p = DreamParams {
+        iterations: 3,
+        step: 0.01,
+        ..params(DreamTarget::Class { class: 0 }, Direction::Toward)
+    };
     let dreamed = d.dream(&x, &p).unwrap();
-    let max_change = dreamed.iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_change = dreamed
+        .iter()
+        .zip(&x)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_change <= 0.03 + 1e-6, "moved {max_change}");
-    assert!(max_change >= 0.01 - 1e-6, "the normalised gradient should take full steps, moved {max_change}");
+    assert!(
+        max_change >= 0.01 - 1e-6,
+        "the normalised gradient should take full steps, moved {max_change}"
+    );
 }
 
 #[test]
@@ -64,7 +88,15 @@ fn sparsity_weight_lowers_first_layer_l1() {
     let target = DreamTarget::LayerMean { layer: 1 };
     let base = params(target, Direction::Toward);
     let without = d.dream(&x, &base).unwrap();
-    let with = d.dream(&x, &DreamParams { sparsity: 20.0, ..base }).unwrap();
+    let with = d
+        .dream(
+            &x,
+            &DreamParams {
+                sparsity: 20.0,
+                ..base
+            },
+        )
+        .unwrap();
     let m0 = d.measure(&without, &target).unwrap().sparsity;
     let m1 = d.measure(&with, &target).unwrap().sparsity;
     assert!(m1 < m0, "sparsity {m1} should be below {m0}");
@@ -77,7 +109,15 @@ fn continuity_weight_lowers_first_layer_roughness() {
     let target = DreamTarget::LayerMean { layer: 1 };
     let base = params(target, Direction::Toward);
     let without = d.dream(&x, &base).unwrap();
-    let with = d.dream(&x, &DreamParams { continuity: 20.0, ..base }).unwrap();
+    let with = d
+        .dream(
+            &x,
+            &DreamParams {
+                continuity: 20.0,
+                ..base
+            },
+        )
+        .unwrap();
     let m0 = d.measure(&without, &target).unwrap().continuity;
     let m1 = d.measure(&with, &target).unwrap().continuity;
     assert!(m1 < m0, "continuity {m1} should be below {m0}");
@@ -109,14 +149,34 @@ fn silent_window_gives_zero_delta_and_no_nan() {
 fn targets_parse_by_layer_number_and_class_name() {
     let d = dreamer(8);
     let m = d.model();
-    assert_eq!(DreamTarget::parse("layer:1", m).unwrap(), DreamTarget::LayerMean { layer: 0 });
-    assert_eq!(DreamTarget::parse("channel:2:3", m).unwrap(), DreamTarget::Channel { layer: 1, channel: 3 });
-    assert_eq!(DreamTarget::parse("class:organ", m).unwrap(), DreamTarget::Class { class: 1 });
+    assert_eq!(
+        DreamTarget::parse("layer:1", m).unwrap(),
+        DreamTarget::LayerMean { layer: 0 }
+    );
+    assert_eq!(
+        DreamTarget::parse("channel:2:3", m).unwrap(),
+        DreamTarget::Channel { layer: 1, channel: 3 }
+    );
+    assert_eq!(
+        DreamTarget::parse("class:organ", m).unwrap(),
+        DreamTarget::Class { class: 1 }
+    );
     assert_eq!(
         DreamTarget::parse("contrast:drums:piano", m).unwrap(),
-        DreamTarget::Contrast { class: 2, against: Against::Class(0) }
+        DreamTarget::Contrast {
+            class: 2,
+            against: Against::Class(0)
+        }
     );
-    for bad in ["layer:0", "layer:5", "channel:1:16", "class:tuba", "contrast:piano:piano", "loud", "layer:x"] {
+    for bad in [
+        "layer:0",
+        "layer:5",
+        "channel:1:16",
+        "class:tuba",
+        "contrast:piano:piano",
+        "loud",
+        "layer:x",
+    ] {
         assert!(DreamTarget::parse(bad, m).is_err(), "{bad} should be rejected");
     }
     let t = DreamTarget::parse("contrast:drums", m).unwrap();

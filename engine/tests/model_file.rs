@@ -21,8 +21,24 @@ fn round_trip_keeps_metadata_and_outputs() {
     assert_eq!(back.meta, model.meta);
     assert_eq!(back.config, model.config);
     let x = candle_core::Tensor::from_vec(common::window(2_000, 3), (1, 2_000), &Device::Cpu).unwrap();
-    let a = model.net.forward(&x).unwrap().logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = back.net.forward(&x).unwrap().logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = model
+        .net
+        .forward(&x)
+        .unwrap()
+        .logits
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = back
+        .net
+        .forward(&x)
+        .unwrap()
+        .logits
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(a, b);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -45,7 +61,10 @@ fn truncated_file() {
 
 #[test]
 fn not_safetensors() {
-    assert!(matches!(load(b"RIFF....WAVEfmt this is a wav file, not a model"), ModelFileError::NotSafetensors(_)));
+    assert!(matches!(
+        load(b"RIFF....WAVEfmt this is a wav file, not a model"),
+        ModelFileError::NotSafetensors(_)
+    ));
 }
 
 #[test]
@@ -61,7 +80,10 @@ fn wrong_kind() {
     r.meta.kind = ModelKind::Wavenet;
     assert!(matches!(
         load(&r.to_bytes().unwrap()),
-        ModelFileError::WrongKind { expected: ModelKind::Perception, found: ModelKind::Wavenet }
+        ModelFileError::WrongKind {
+            expected: ModelKind::Perception,
+            found: ModelKind::Wavenet
+        }
     ));
 }
 
@@ -69,7 +91,10 @@ fn wrong_kind() {
 fn unsupported_version() {
     let mut r = raw();
     r.meta.format_version = 99;
-    assert!(matches!(load(&r.to_bytes().unwrap()), ModelFileError::UnsupportedVersion { found: 99, .. }));
+    assert!(matches!(
+        load(&r.to_bytes().unwrap()),
+        ModelFileError::UnsupportedVersion { found: 99, .. }
+    ));
 }
 
 #[test]
@@ -87,8 +112,15 @@ fn wrongly_shaped_tensor() {
     let mut r = raw();
     r.tensors.insert("bn1.weight".into(), (vec![3], vec![1.0; 3]));
     match load(&r.to_bytes().unwrap()) {
-        ModelFileError::WrongShape { name, expected, found } => {
-            assert_eq!((name.as_str(), expected, found), ("bn1.weight", vec![12], vec![3]));
+        ModelFileError::WrongShape {
+            name,
+            expected,
+            found,
+        } => {
+            assert_eq!(
+                (name.as_str(), expected, found),
+                ("bn1.weight", vec![12], vec![3])
+            );
         }
         e => panic!("wrong error {e}"),
     }
@@ -108,12 +140,18 @@ fn non_finite_weights() {
 fn invalid_config() {
     let mut r = raw();
     r.meta.config["frontend_stride"] = serde_json::json!(33);
-    assert!(matches!(load(&r.to_bytes().unwrap()), ModelFileError::InvalidConfig(_)));
+    assert!(matches!(
+        load(&r.to_bytes().unwrap()),
+        ModelFileError::InvalidConfig(_)
+    ));
 }
 
 #[test]
 fn missing_file_is_io_error() {
-    let e = PerceptionModel::load(std::path::Path::new("/nonexistent/model.safetensors"), &Device::Cpu);
+    let e = PerceptionModel::load(
+        std::path::Path::new("/nonexistent/model.safetensors"),
+        &Device::Cpu,
+    );
     assert!(matches!(e, Err(ModelFileError::Io { .. })));
 }
 

@@ -8,13 +8,21 @@ const HOST_RATES: [u32; 3] = [44_100, 48_000, 96_000];
 const BLOCKS: [usize; 6] = [1, 7, 64, 333, 1024, 4096];
 
 fn config(host_rate: u32) -> StreamConfig {
-    StreamConfig { host_rate, model_rate: common::RATE, window: common::tiny_config().window }
+    StreamConfig {
+        host_rate,
+        model_rate: common::RATE,
+        window: common::tiny_config().window,
+    }
 }
 
 fn dream_windows(iterations: usize) -> DreamWindows {
     DreamWindows {
         dreamer: Dreamer::new(common::tiny_model(3), Device::Cpu),
-        params: DreamParams { iterations, ..DreamParams::default() },
+        params: DreamParams {
+            iterations,
+            ..DreamParams::default()
+        },
+        gate: true,
     }
 }
 
@@ -31,7 +39,8 @@ fn tones(n: usize, rate: u32) -> Vec<f32> {
     (0..n)
         .map(|i| {
             let t = i as f32 / rate as f32;
-            0.5 * (std::f32::consts::TAU * 440.0 * t).sin() + 0.25 * (std::f32::consts::TAU * 1_234.5 * t).sin()
+            0.5 * (std::f32::consts::TAU * 440.0 * t).sin()
+                + 0.25 * (std::f32::consts::TAU * 1_234.5 * t).sin()
         })
         .collect()
 }
@@ -44,7 +53,10 @@ fn zero_iterations_give_zero_delta_and_dry_plus_delta_is_the_delayed_input() {
             let latency = stream.latency();
             let input = common::noise(rate as usize / 2 + latency, u64::from(rate), 0.3);
             let delta = run(&mut stream, &input, block);
-            assert!(delta.iter().all(|d| *d == 0.0), "rate {rate} block {block}: non-zero delta");
+            assert!(
+                delta.iter().all(|d| *d == 0.0),
+                "rate {rate} block {block}: non-zero delta"
+            );
             // The dry path the plugin uses: a delay line of `latency` samples.
             let mut worst = 0.0f32;
             for n in 0..input.len() {
@@ -70,7 +82,9 @@ impl WindowProcessor for Identity {
 }
 
 fn alignment_error(input: &[f32], out: &[f32], lag: usize, from: usize) -> f32 {
-    (from..out.len()).map(|n| (out[n] - input[n - lag]).abs()).fold(0.0, f32::max)
+    (from..out.len())
+        .map(|n| (out[n] - input[n - lag]).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -83,7 +97,10 @@ fn delta_path_comes_out_exactly_at_the_reported_latency() {
         // Skip the start-up and the first window, which has no left neighbour.
         let from = latency + rate as usize / 4;
         let at = alignment_error(&input, &out, latency, from);
-        assert!(at < 2e-3, "rate {rate}: error {at} at the reported latency {latency}");
+        assert!(
+            at < 2e-3,
+            "rate {rate}: error {at} at the reported latency {latency}"
+        );
         for off in [latency - 1, latency + 1] {
             let e = alignment_error(&input, &out, off, from);
             assert!(e > 10.0 * at, "rate {rate}: lag {off} fits as well ({e} vs {at})");
@@ -95,9 +112,17 @@ fn delta_path_comes_out_exactly_at_the_reported_latency() {
 fn block_size_does_not_change_a_single_sample() {
     for rate in HOST_RATES {
         let input = tones(rate as usize, rate);
-        let reference = run(&mut DeltaStream::new(config(rate), Identity).unwrap(), &input, 4096);
+        let reference = run(
+            &mut DeltaStream::new(config(rate), Identity).unwrap(),
+            &input,
+            4096,
+        );
         for block in [1, 63, 1000] {
-            let out = run(&mut DeltaStream::new(config(rate), Identity).unwrap(), &input, block);
+            let out = run(
+                &mut DeltaStream::new(config(rate), Identity).unwrap(),
+                &input,
+                block,
+            );
             assert_eq!(out, reference, "rate {rate} block {block}");
         }
     }
@@ -114,7 +139,10 @@ fn dreaming_stream_is_silent_on_silence_and_moves_real_audio() {
     let delta = run(&mut stream, &input, 256);
     assert!(delta.iter().all(|d| d.is_finite()));
     let energy: f32 = delta.iter().map(|d| d * d).sum();
-    assert!(energy > 1e-6, "dreaming should change the audio (energy {energy})");
+    assert!(
+        energy > 1e-6,
+        "dreaming should change the audio (energy {energy})"
+    );
     assert!(stream.windows_done() > 0);
 }
 
@@ -136,6 +164,10 @@ fn clip_resampling_keeps_length_ratio_and_timing() {
     assert_eq!(out.len(), 16_000);
     let expected = tones(16_000, 16_000);
     // The clip's ends see the zero padding beyond them; judge the middle.
-    let err = out[500..14_500].iter().zip(&expected[500..14_500]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let err = out[500..14_500]
+        .iter()
+        .zip(&expected[500..14_500])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     assert!(err < 2e-3, "error {err}");
 }

@@ -1,1 +1,33 @@
-fn main(){}
+//! `cargo xtask`: Reverie's command line.
+
+mod demo;
+mod dream;
+mod init_model;
+mod models;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Reverie: dream on audio with neural networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dream on a WAV file (Audio DeepDream) and write the result.
+    Dream(dream::DreamArgs),
+    /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
+    Demo(demo::DemoArgs),
+    /// Write a randomly initialised (untrained) perception model file.
+    InitModel(init_model::InitModelArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Dream(args) => dream::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::InitModel(args) => init_model::run(&args),
+    }
+}

@@ -1,0 +1,95 @@
+//! `cargo xtask demo`: synthesises a short musical example and dreams on it,
+//! so a fresh checkout makes sound with one command.
+
+use std::path::PathBuf;
+
+use hound::{SampleFormat, WavSpec};
+use reverie_engine::wav::{self, Audio};
+
+use crate::dream::{DreamArgs, Start};
+
+/// Arguments of `cargo xtask demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the example, the model and the result.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+}
+
+/// A few seconds of plucked arpeggios over a bass line, 44.1 kHz stereo.
+pub fn example() -> Audio {
+    let rate = 44_100u32;
+    let len = rate as usize * 6;
+    let mut left = vec![0.0f32; len];
+    let mut right = vec![0.0f32; len];
+    // A minor / F / C / G, one chord per 1.5 s, eighth-note arpeggios.
+    let chords: [[f32; 3]; 4] = [
+        [57.0, 60.0, 64.0],
+        [53.0, 57.0, 60.0],
+        [48.0, 52.0, 55.0],
+        [55.0, 59.0, 62.0],
+    ];
+    let hz = |midi: f32| 440.0 * 2f32.powf((midi - 69.0) / 12.0);
+    let mut pluck = |start: usize, midi: f32, gain: f32, pan: f32, decay: f32| {
+        let f = hz(midi);
+        for i in 0..(rate as usize * 2).min(len.saturating_sub(start)) {
+            let t = i as f32 / rate as f32;
+            let env = (-t * decay).exp() * (1.0 - (-t * 400.0).exp());
+            let tone: f32 = (1..=5)
+                .map(|h| (std::f32::consts::TAU * f * h as f32 * t).sin() / (h * h) as f32)
+                .sum();
+            let v = gain * env * tone;
+            left[start + i] += v * (1.0 - pan);
+            right[start + i] += v * pan;
+        }
+    };
+    let eighth = rate as usize * 3 / 16;
+    for (c, chord) in chords.iter().enumerate() {
+        let bar = c * rate as usize * 3 / 2;
+        pluck(bar, chord[0] - 12.0, 0.35, 0.5, 2.0);
+        for step in 0..8 {
+            let note = chord[step % 3] + if step >= 4 { 12.0 } else { 0.0 };
+            pluck(bar + step * eighth, note, 0.18, 0.3 + 0.05 * step as f32, 5.0);
+        }
+    }
+    let peak = left.iter().chain(&right).fold(0.0f32, |m, v| m.max(v.abs()));
+    for v in left.iter_mut().chain(right.iter_mut()) {
+        *v *= 0.5 / peak;
+    }
+    Audio {
+        channels: vec![left, right],
+        spec: WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: SampleFormat::Int,
+        },
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let input = args.out.join("example.wav");
+    wav::write(&input, &example())?;
+    eprintln!("wrote {}", input.display());
+    let model = args.out.join("untrained.safetensors");
+    crate::init_model::build(0, "a,b")?.save(&model)?;
+    eprintln!("wrote {} (no trained default model ships yet)", model.display());
+    let output = args.out.join("dreamed.wav");
+    crate::dream::run(&DreamArgs {
+        input,
+        output,
+        model: Some(model),
+        target: "layer:3".into(),
+        away: false,
+        strength: 1.0,
+        iterations: 8,
+        step: 0.03,
+        sparsity: 0.05,
+        continuity: 0.05,
+        seed: 0,
+        from: Start::Input,
+        gpu: false,
+    })
+}

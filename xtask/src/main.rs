@@ -1,5 +1,6 @@
 //! `cargo xtask`: Reverie's command line.
 
+mod bench_report;
 mod demo;
 mod dream;
 mod init_model;
@@ -22,6 +23,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
     InitModel(init_model::InitModelArgs),
+    /// Print the medians of the last `cargo bench` run.
+    BenchReport(bench_report::BenchReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
         Command::Dream(args) => dream::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::InitModel(args) => init_model::run(&args),
+        Command::BenchReport(args) => bench_report::run(&args),
     }
 }

@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the General MIDI SoundFont the dataset renderer plays.
+# System packages: the General MIDI SoundFont the dataset renderer plays,
+# and ALSA/JACK headers for the plugin's standalone build.
 need=()
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+for pkg in pkg-config libasound2-dev libjack-jackd2-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2

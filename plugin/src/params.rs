@@ -1,0 +1,140 @@
+//! The host-automatable parameters and the state persisted with a project.
+
+use std::sync::{Arc, RwLock};
+
+use nice_plug::prelude::*;
+
+/// Most dream targets a model can offer through the target parameter.
+pub const MAX_TARGETS: usize = 64;
+
+/// What the WaveNet sampler thread does.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WavenetMode {
+    /// Not running.
+    Off,
+    /// Generates continuously.
+    Generate,
+    /// Listens to the track (teacher-forcing its caches) and takes over
+    /// generating when the input falls silent.
+    Continue,
+}
+
+/// The names of the loaded perception model's dream targets, in parameter
+/// order; shared with the target parameter's formatter and the editor.
+pub type TargetNames = Arc<RwLock<Vec<String>>>;
+
+/// Reverie's parameters.
+#[derive(Params)]
+pub struct ReverieParams {
+    /// How much of the dream delta is added to the dry signal.
+    #[id = "strength"]
+    pub strength: FloatParam,
+    /// Which layer, channel or class the dream pushes on.
+    #[id = "target"]
+    pub target: IntParam,
+    /// Dream away from the target (subtractive) instead of toward it.
+    #[id = "away"]
+    pub away: BoolParam,
+    /// Gradient steps per window.
+    #[id = "iterations"]
+    pub iterations: IntParam,
+    /// Largest per-sample change of one step, relative to the window's peak.
+    #[id = "step"]
+    pub step: FloatParam,
+    /// Weight of the first layer's L1 cost.
+    #[id = "sparsity"]
+    pub sparsity: FloatParam,
+    /// Weight of the first layer's continuity cost.
+    #[id = "continuity"]
+    pub continuity: FloatParam,
+    /// Level of the WaveNet's generated audio in the output.
+    #[id = "wn_level"]
+    pub wavenet_level: FloatParam,
+    /// Sampling temperature of the WaveNet (0 = always the likeliest sample).
+    #[id = "wn_temp"]
+    pub temperature: FloatParam,
+    /// What the WaveNet does.
+    #[id = "wn_mode"]
+    pub wavenet_mode: EnumParam<WavenetMode>,
+    /// Gain applied to the whole output.
+    #[id = "gain"]
+    pub output_gain: FloatParam,
+
+    /// Path of a user-loaded perception model; `None` means the embedded default.
+    #[persist = "perception-model"]
+    pub perception_model: Arc<RwLock<Option<String>>>,
+    /// Path of a user-loaded WaveNet model; `None` means the embedded default.
+    #[persist = "wavenet-model"]
+    pub wavenet_model: Arc<RwLock<Option<String>>>,
+}
+
+impl ReverieParams {
+    /// Parameters at their defaults; `targets` names the target parameter's values.
+    pub fn new(targets: TargetNames) -> Self {
+        let names = targets.clone();
+        Self {
+            strength: FloatParam::new("Dream strength", 0.5, FloatRange::Linear { min: 0.0, max: 2.0 })
+                .with_smoother(SmoothingStyle::Linear(10.0))
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            target: IntParam::new("Target", 0, IntRange::Linear { min: 0, max: MAX_TARGETS as i32 - 1 })
+                .with_value_to_string(Arc::new(move |i| target_name(&names, i)))
+                .with_string_to_value(Arc::new({
+                    let names = targets.clone();
+                    move |s| {
+                        let list = names.read().ok()?;
+                        list.iter().position(|n| n == s.trim()).map(|i| i as i32)
+                    }
+                })),
+            away: BoolParam::new("Dream away", false),
+            iterations: IntParam::new("Iterations", 4, IntRange::Linear { min: 0, max: 32 }),
+            step: FloatParam::new(
+                "Step",
+                0.02,
+                FloatRange::Skewed { min: 0.001, max: 0.2, factor: FloatRange::skew_factor(-1.5) },
+            )
+            .with_value_to_string(formatters::v2s_f32_rounded(3)),
+            sparsity: FloatParam::new(
+                "Sparsity",
+                0.05,
+                FloatRange::Skewed { min: 0.0, max: 10.0, factor: FloatRange::skew_factor(-2.0) },
+            )
+            .with_value_to_string(formatters::v2s_f32_rounded(3)),
+            continuity: FloatParam::new(
+                "Continuity",
+                0.05,
+                FloatRange::Skewed { min: 0.0, max: 10.0, factor: FloatRange::skew_factor(-2.0) },
+            )
+            .with_value_to_string(formatters::v2s_f32_rounded(3)),
+            wavenet_level: FloatParam::new("WaveNet level", 0.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(20.0))
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            temperature: FloatParam::new("Temperature", 1.0, FloatRange::Linear { min: 0.0, max: 2.0 })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            wavenet_mode: EnumParam::new("WaveNet mode", WavenetMode::Off),
+            output_gain: FloatParam::new(
+                "Output gain",
+                util::db_to_gain(0.0),
+                FloatRange::Skewed {
+                    min: util::db_to_gain(-30.0),
+                    max: util::db_to_gain(12.0),
+                    factor: FloatRange::gain_skew_factor(-30.0, 12.0),
+                },
+            )
+            .with_smoother(SmoothingStyle::Logarithmic(20.0))
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            perception_model: Arc::new(RwLock::new(None)),
+            wavenet_model: Arc::new(RwLock::new(None)),
+        }
+    }
+}
+
+/// The name of target `index`; indices past the model's list show the last one,
+/// which is also what the worker uses.
+fn target_name(names: &TargetNames, index: i32) -> String {
+    match names.read() {
+        Ok(list) if !list.is_empty() => list[(index.max(0) as usize).min(list.len() - 1)].clone(),
+        _ => index.to_string(),
+    }
+}

@@ -125,6 +125,18 @@ impl DreamTarget {
         Ok(target)
     }
 
+    /// The targets a model offers in a menu (the plugin's target parameter):
+    /// every layer's mean, every class, and every class against the others.
+    pub fn menu(model: &PerceptionModel) -> Vec<DreamTarget> {
+        let classes = model.num_classes();
+        let layers = (0..model.config.num_layers()).map(|layer| DreamTarget::LayerMean { layer });
+        let class = (0..classes).map(|class| DreamTarget::Class { class });
+        let contrast = (0..classes)
+            .filter(|_| classes > 1)
+            .map(|class| DreamTarget::Contrast { class, against: Against::Others });
+        layers.chain(class).chain(contrast).collect()
+    }
+
     /// Checks that the target exists in `model`.
     pub fn check(&self, model: &PerceptionModel) -> Result<(), DreamError> {
         let layers = model.config.num_layers();

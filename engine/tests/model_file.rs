@@ -162,3 +162,11 @@ fn every_truncation_is_an_error_not_a_panic() {
         assert!(PerceptionModel::from_bytes(&b[..cut], &Device::Cpu).is_err());
     }
 }
+
+#[test]
+fn embedded_default_perception_model_loads() {
+    let model = reverie_engine::defaults::perception(&Device::Cpu).unwrap();
+    assert_eq!(model.meta.kind, ModelKind::Perception);
+    assert!(model.num_classes() >= 2);
+    assert!(model.config.validate().is_ok());
+}

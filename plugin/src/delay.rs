@@ -9,7 +9,10 @@ pub struct DelayLine {
 impl DelayLine {
     /// A delay of `samples` samples (0 passes straight through).
     pub fn new(samples: usize) -> Self {
-        Self { buffer: vec![0.0; samples], pos: 0 }
+        Self {
+            buffer: vec![0.0; samples],
+            pos: 0,
+        }
     }
 
     /// Pushes `x` and returns the sample from `samples` ago.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use reverie_engine::dreamer::{DreamParams, DreamTarget, Direction, Dreamer};
+use reverie_engine::dreamer::{Direction, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::perception::PerceptionModel;
 use reverie_engine::streaming::{DeltaStream, DreamWindows};
 use rtrb::{Consumer, Producer};
@@ -61,16 +61,21 @@ impl DreamWorker {
         let status = job.status.clone();
         status.dream_alive.store(true, Ordering::Release);
         let flag = stop.clone();
-        let handle = std::thread::Builder::new().name("reverie-dream".into()).spawn(move || {
-            // A panic must never reach the audio thread: it just sees the
-            // worker die and fades to dry.
-            let result = std::panic::catch_unwind(AssertUnwindSafe(move || run(job, &flag)));
-            if result.is_err() {
-                status.say("the dreaming worker stopped after an internal error; passing dry audio");
-            }
-            status.dream_alive.store(false, Ordering::Release);
-        })?;
-        Ok(Self { handle: Some(handle), stop })
+        let handle = std::thread::Builder::new()
+            .name("reverie-dream".into())
+            .spawn(move || {
+                // A panic must never reach the audio thread: it just sees the
+                // worker die and fades to dry.
+                let result = std::panic::catch_unwind(AssertUnwindSafe(move || run(job, &flag)));
+                if result.is_err() {
+                    status.say("the dreaming worker stopped after an internal error; passing dry audio");
+                }
+                status.dream_alive.store(false, Ordering::Release);
+            })?;
+        Ok(Self {
+            handle: Some(handle),
+            stop,
+        })
     }
 }
 
@@ -88,7 +93,11 @@ pub fn settings(params: &ReverieParams, menu: &[DreamTarget]) -> DreamParams {
     let index = (params.target.value().max(0) as usize).min(menu.len().saturating_sub(1));
     DreamParams {
         target: menu.get(index).copied().unwrap_or_default(),
-        direction: if params.away.value() { Direction::Away } else { Direction::Toward },
+        direction: if params.away.value() {
+            Direction::Away
+        } else {
+            Direction::Toward
+        },
         iterations: params.iterations.value().max(0) as usize,
         step: params.step.value(),
         sparsity: params.sparsity.value(),
@@ -133,9 +142,15 @@ fn run(mut job: DreamJob, stop: &std::sync::atomic::AtomicBool) {
         // Split at reset markers so each stream segment is processed whole.
         let mut start = 0;
         while start < n {
-            let end = input[start..n].iter().position(|v| v.is_nan()).map_or(n, |p| start + p);
+            let end = input[start..n]
+                .iter()
+                .position(|v| v.is_nan())
+                .map_or(n, |p| start + p);
             if end > start {
-                if let Err(e) = job.stream.process(&input[start..end], &mut output[written..written + end - start]) {
+                if let Err(e) = job
+                    .stream
+                    .process(&input[start..end], &mut output[written..written + end - start])
+                {
                     job.status.say(format!("dreaming failed: {e}"));
                     output[written..written + end - start].fill(0.0);
                 }
@@ -148,13 +163,22 @@ fn run(mut job: DreamJob, stop: &std::sync::atomic::AtomicBool) {
             }
             start = end + 1;
         }
-        let slot = job.deltas.write_chunk_uninit(written).expect("slots were counted");
+        let slot = job
+            .deltas
+            .write_chunk_uninit(written)
+            .expect("slots were counted");
         slot.fill_from_iter(output[..written].iter().copied());
         let seconds = began.elapsed().as_secs_f32().max(1e-9);
         let instant = written as f32 / job.host_rate / seconds;
-        rtf = if rtf == 0.0 { instant } else { 0.95 * rtf + 0.05 * instant };
+        rtf = if rtf == 0.0 {
+            instant
+        } else {
+            0.95 * rtf + 0.05 * instant
+        };
         job.status.dream_realtime_factor.store(rtf, Ordering::Relaxed);
-        job.status.windows.store(job.stream.windows_done(), Ordering::Relaxed);
+        job.status
+            .windows
+            .store(job.stream.windows_done(), Ordering::Relaxed);
     }
 }
 

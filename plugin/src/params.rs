@@ -76,33 +76,52 @@ impl ReverieParams {
             strength: FloatParam::new("Dream strength", 0.5, FloatRange::Linear { min: 0.0, max: 2.0 })
                 .with_smoother(SmoothingStyle::Linear(10.0))
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            target: IntParam::new("Target", 0, IntRange::Linear { min: 0, max: MAX_TARGETS as i32 - 1 })
-                .with_value_to_string(Arc::new(move |i| target_name(&names, i)))
-                .with_string_to_value(Arc::new({
-                    let names = targets.clone();
-                    move |s| {
-                        let list = names.read().ok()?;
-                        list.iter().position(|n| n == s.trim()).map(|i| i as i32)
-                    }
-                })),
+            target: IntParam::new(
+                "Target",
+                0,
+                IntRange::Linear {
+                    min: 0,
+                    max: MAX_TARGETS as i32 - 1,
+                },
+            )
+            .with_value_to_string(Arc::new(move |i| target_name(&names, i)))
+            .with_string_to_value(Arc::new({
+                let names = targets.clone();
+                move |s| {
+                    let list = names.read().ok()?;
+                    list.iter().position(|n| n == s.trim()).map(|i| i as i32)
+                }
+            })),
             away: BoolParam::new("Dream away", false),
             iterations: IntParam::new("Iterations", 4, IntRange::Linear { min: 0, max: 32 }),
             step: FloatParam::new(
                 "Step",
                 0.02,
-                FloatRange::Skewed { min: 0.001, max: 0.2, factor: FloatRange::skew_factor(-1.5) },
+                FloatRange::Skewed {
+                    min: 0.001,
+                    max: 0.2,
+                    factor: FloatRange::skew_factor(-1.5),
+                },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(3)),
             sparsity: FloatParam::new(
                 "Sparsity",
                 0.05,
-                FloatRange::Skewed { min: 0.0, max: 10.0, factor: FloatRange::skew_factor(-2.0) },
+                FloatRange::Skewed {
+                    min: 0.0,
+                    max: 10.0,
+                    factor: FloatRange::skew_factor(-2.0),
+                },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(3)),
             continuity: FloatParam::new(
                 "Continuity",
                 0.05,
-                FloatRange::Skewed { min: 0.0, max: 10.0, factor: FloatRange::skew_factor(-2.0) },
+                FloatRange::Skewed {
+                    min: 0.0,
+                    max: 10.0,
+                    factor: FloatRange::skew_factor(-2.0),
+                },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(3)),
             wavenet_level: FloatParam::new("WaveNet level", 0.0, FloatRange::Linear { min: 0.0, max: 1.0 })

@@ -1,0 +1,15 @@
+//! The default models shipped in `models/` and embedded in every build, so
+//! dreaming works out of the box. `models/README.md` says how each was made.
+
+use candle_core::Device;
+
+use crate::model_file::ModelFileError;
+use crate::perception::PerceptionModel;
+
+/// The default perception model's file, as shipped.
+pub const PERCEPTION_BYTES: &[u8] = include_bytes!("../../models/perception.safetensors");
+
+/// Loads the embedded default perception model onto `device`.
+pub fn perception(device: &Device) -> Result<PerceptionModel, ModelFileError> {
+    PerceptionModel::from_bytes(PERCEPTION_BYTES, device)
+}

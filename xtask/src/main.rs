@@ -1,6 +1,7 @@
 //! `cargo xtask`: Reverie's command line.
 
 mod bench_report;
+mod dataset_cmd;
 mod demo;
 mod dream;
 mod init_model;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Dream on a WAV file (Audio DeepDream) and write the result.
     Dream(dream::DreamArgs),
+    /// Render a labelled training dataset (e.g. `dataset instruments --out DIR`).
+    Dataset(dataset_cmd::DatasetArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
@@ -30,6 +33,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dream(args) => dream::run(&args),
+        Command::Dataset(args) => dataset_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),

@@ -13,3 +13,11 @@ pub const PERCEPTION_BYTES: &[u8] = include_bytes!("../../models/perception.safe
 pub fn perception(device: &Device) -> Result<PerceptionModel, ModelFileError> {
     PerceptionModel::from_bytes(PERCEPTION_BYTES, device)
 }
+
+/// The default WaveNet's file, as shipped.
+pub const WAVENET_BYTES: &[u8] = include_bytes!("../../models/wavenet.safetensors");
+
+/// Loads the embedded default WaveNet as a real-time sampler.
+pub fn wavenet() -> Result<crate::sampler::Sampler, ModelFileError> {
+    crate::sampler::Sampler::from_bytes(WAVENET_BYTES)
+}

@@ -25,6 +25,10 @@ pub enum StreamError {
     Config(String),
 }
 
+/// Input beyond this magnitude (+24 dBFS) is clipped before it reaches the
+/// resampler and the model.
+pub const MAX_INPUT: f32 = 16.0;
+
 /// Computes the change to make to one window at the model rate.
 pub trait WindowProcessor {
     /// Fills `delta` (as long as `window`) with the change to apply.
@@ -97,7 +101,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
             model_rate,
             window,
         } = config;
-        if window < 2 || window % 2 != 0 {
+        if window < 2 || !window.is_multiple_of(2) {
             return Err(StreamError::Config(format!(
                 "window {window} must be even and at least 2"
             )));
@@ -183,16 +187,28 @@ impl<P: WindowProcessor> DeltaStream<P> {
     /// time into `delta` (same length), `latency()` samples late.
     pub fn process(&mut self, input: &[f32], delta: &mut [f32]) -> Result<(), StreamError> {
         assert_eq!(input.len(), delta.len(), "input and delta blocks must match");
+        let mut first_error = None;
         let mut rest = input;
         while !rest.is_empty() {
             let take = (self.down.chunk_in() - self.host_in.len()).min(rest.len());
-            self.host_in.extend_from_slice(&rest[..take]);
+            // Nothing non-finite or absurdly loud may reach the resampler or
+            // the model: one overflow there poisons every later window.
+            self.host_in.extend(rest[..take].iter().map(|&v| {
+                if v.is_finite() {
+                    v.clamp(-MAX_INPUT, MAX_INPUT)
+                } else {
+                    0.0
+                }
+            }));
             rest = &rest[take..];
             if self.host_in.len() == self.down.chunk_in() {
                 self.down.process(&self.host_in, &mut self.scratch_down)?;
                 self.host_in.clear();
                 self.model_in.extend(self.scratch_down.iter().copied());
-                self.run_windows()?;
+                // Keep going after a failed window so the stream stays aligned.
+                if let Err(e) = self.run_windows() {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         for out in delta.iter_mut() {
@@ -206,16 +222,24 @@ impl<P: WindowProcessor> DeltaStream<P> {
                 self.host_out.pop_front().unwrap_or(0.0)
             };
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn run_windows(&mut self) -> Result<(), StreamError> {
+        let mut first_error = None;
         while self.model_in.len() >= self.window {
             for (dst, src) in self.scratch_window.iter_mut().zip(self.model_in.iter()) {
                 *dst = *src;
             }
-            self.processor
-                .process(&self.scratch_window, &mut self.scratch_delta)?;
+            // A window that fails contributes nothing, but the stream moves
+            // on: retrying the same window forever would stall it.
+            if let Err(e) = self
+                .processor
+                .process(&self.scratch_window, &mut self.scratch_delta)
+            {
+                self.scratch_delta.fill(0.0);
+                first_error.get_or_insert(e);
+            }
             self.windows_done += 1;
             for ((acc, d), w) in self.ola.iter_mut().zip(&self.scratch_delta).zip(&self.synthesis) {
                 *acc += d * w;
@@ -232,7 +256,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
                 self.host_out.extend(self.scratch_up.iter().copied());
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 

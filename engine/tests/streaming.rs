@@ -171,3 +171,47 @@ fn clip_resampling_keeps_length_ratio_and_timing() {
         .fold(0.0, f32::max);
     assert!(err < 2e-3, "error {err}");
 }
+
+/// Fails every other window, as a broken device or model might.
+struct Flaky(u32);
+
+impl WindowProcessor for Flaky {
+    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
+        self.0 += 1;
+        if self.0 % 2 == 0 {
+            return Err(DreamError::BadTarget("injected failure".into()));
+        }
+        delta.copy_from_slice(window);
+        Ok(())
+    }
+}
+
+#[test]
+fn failing_windows_are_reported_but_the_stream_keeps_time() {
+    let rate = 48_000;
+    let input = tones(rate as usize * 2, rate);
+    let mut stream = DeltaStream::new(config(rate), Flaky(0)).unwrap();
+    let mut out = vec![0.0; input.len()];
+    let mut errors = 0;
+    for (i, o) in input.chunks(4096).zip(out.chunks_mut(4096)) {
+        errors += usize::from(stream.process(i, o).is_err());
+    }
+    assert!(errors > 0, "failures must be reported");
+    // 2 s at 16 kHz with 2000-sample windows and a 1000-sample hop is 31
+    // windows; all must have been consumed despite the failures.
+    assert_eq!(stream.windows_done(), 31);
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn non_finite_and_huge_input_never_reach_the_model() {
+    let rate = 44_100;
+    let mut input = tones(rate as usize, rate);
+    for (i, v) in input.iter_mut().enumerate().step_by(97) {
+        *v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38][i % 4];
+    }
+    let mut stream = DeltaStream::new(config(rate), dream_windows(2)).unwrap();
+    let out = run(&mut stream, &input, 512);
+    assert!(out.iter().all(|v| v.is_finite()));
+    assert!(out.iter().any(|v| *v != 0.0));
+}

@@ -8,15 +8,15 @@ mod dream_worker;
 pub mod mixer;
 mod models;
 pub mod params;
+pub mod sampler_worker;
 pub mod session;
 pub mod status;
+mod worker;
 
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use nice_plug::prelude::*;
 
-use crate::dream_worker::Request;
 pub use crate::params::{ReverieParams, TargetNames, WavenetMode};
 use crate::session::{HostSetup, Session};
 pub use crate::status::Status;
@@ -26,8 +26,6 @@ pub struct Reverie {
     params: Arc<ReverieParams>,
     status: Arc<Status>,
     targets: TargetNames,
-    /// The running activation's request channel, shared with model loaders.
-    requests: Arc<Mutex<Option<Sender<Request>>>>,
     session: Option<Session>,
 }
 
@@ -39,7 +37,6 @@ impl Default for Reverie {
             params: Arc::new(ReverieParams::new(targets.clone())),
             status: Arc::new(Status::default()),
             targets,
-            requests: Arc::new(Mutex::new(None)),
             session: None,
         }
     }
@@ -51,40 +48,8 @@ impl Reverie {
         self.status.clone()
     }
 
-    /// A handle the editor uses to load models.
-    pub fn model_loader(&self) -> ModelLoader {
-        ModelLoader {
-            params: self.params.clone(),
-            requests: self.requests.clone(),
-        }
-    }
-
     fn stop(&mut self) {
-        if let Ok(mut r) = self.requests.lock() {
-            *r = None;
-        }
         self.session = None;
-    }
-}
-
-/// Loads models from the editor or any other non-audio thread: the path is
-/// persisted with the project and the running worker switches between
-/// windows (or the next activation picks it up).
-#[derive(Clone)]
-pub struct ModelLoader {
-    params: Arc<ReverieParams>,
-    requests: Arc<Mutex<Option<Sender<Request>>>>,
-}
-
-impl ModelLoader {
-    /// Loads the perception model at `path`, or the embedded default for `None`.
-    pub fn load_perception(&self, path: Option<String>) {
-        if let Ok(mut p) = self.params.perception_model.write() {
-            p.clone_from(&path);
-        }
-        if let Some(tx) = self.requests.lock().ok().and_then(|r| r.clone()) {
-            let _ = tx.send(Request::LoadPerception(path));
-        }
     }
 }
 
@@ -133,9 +98,6 @@ impl Plugin for Reverie {
         match Session::start(host, &self.params, &self.targets, &self.status) {
             Ok(session) => {
                 context.set_latency_samples(session.latency as u32);
-                if let Ok(mut r) = self.requests.lock() {
-                    *r = Some(session.requests.clone());
-                }
                 self.session = Some(session);
                 true
             }

@@ -1,8 +1,8 @@
 //! The audio thread's side of the plugin: everything `process()` touches,
 //! allocated before processing starts. No allocation, lock, wait or log in
-//! here, except the deliberate wait for the worker when rendering offline.
+//! here, except the deliberate wait for the workers when rendering offline.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rtrb::{Consumer, Producer};
 
@@ -10,51 +10,165 @@ use crate::delay::DelayLine;
 use crate::params::ReverieParams;
 use crate::status::Status;
 
-/// How long the delta fades to dry (and back) around an underrun.
+/// How long a worker's stream fades out (and back in) around an underrun.
 const FADE_MS: f32 = 5.0;
+/// Captured input is clipped to this (+24 dBFS) so no sum overflows.
+const MAX_INPUT: f32 = 16.0;
 
-/// Mixes the dry signal with what the workers deliver.
-pub struct Mixer {
-    capture: Producer<f32>,
-    deltas: Consumer<f32>,
-    dry: Vec<DelayLine>,
-    /// Delta samples still to output as silence before the stream's first
+/// One worker's two rings as the audio thread sees them: input goes out,
+/// an equally long output stream comes back.
+pub struct Link {
+    input: Producer<f32>,
+    output: Consumer<f32>,
+    /// Output samples still to play as silence before the stream's first
     /// one is due: the worker's headroom.
     preroll: usize,
     headroom: usize,
-    /// Delta samples that arrived too late and must be dropped to stay aligned.
+    /// Output samples that arrived too late and must be dropped to stay aligned.
     debt: usize,
-    /// Discarding stale deltas until the worker acknowledges a reset.
+    /// A reset marker could not be sent yet (the input ring was full).
+    marker_pending: bool,
+    /// Discarding stale output until the worker echoes the reset marker.
     awaiting_marker: bool,
     fade: f32,
     fade_step: f32,
-    last_delta: f32,
+    last: f32,
+}
+
+impl Link {
+    /// Wraps the audio thread's ends of a worker's rings; the first
+    /// `headroom` output samples are silence.
+    pub fn new(input: Producer<f32>, output: Consumer<f32>, headroom: usize, host_rate: f32) -> Self {
+        Self {
+            input,
+            output,
+            preroll: headroom,
+            headroom,
+            debt: 0,
+            marker_pending: false,
+            awaiting_marker: false,
+            fade: 1.0,
+            fade_step: 1.0 / (FADE_MS * 1e-3 * host_rate),
+            last: 0.0,
+        }
+    }
+
+    /// Sends one input sample. If the worker has fallen so far behind that
+    /// its ring is full, the stream restarts (a reset marker), because a
+    /// dropped input sample would misalign every later output.
+    #[inline]
+    fn send(&mut self, x: f32, underruns: &AtomicU64) {
+        if self.marker_pending {
+            if self.input.push(f32::NAN).is_err() {
+                return;
+            }
+            self.marker_pending = false;
+            self.restart();
+        }
+        if self.input.push(x).is_err() {
+            underruns.fetch_add(1, Ordering::Relaxed);
+            self.marker_pending = true;
+        }
+    }
+
+    fn restart(&mut self) {
+        self.awaiting_marker = true;
+        self.preroll = self.headroom;
+        self.debt = 0;
+    }
+
+    /// The output sample due now. Offline, waits for the worker (while it
+    /// lives) so renders are complete and repeatable.
+    #[inline]
+    fn receive(&mut self, offline: bool, alive: &AtomicBool, underruns: &AtomicU64) -> f32 {
+        let mut next = self.try_receive();
+        if next.is_none() && offline && self.preroll == 0 && !self.marker_pending {
+            while alive.load(Ordering::Acquire) {
+                next = self.try_receive();
+                if next.is_some() || self.preroll > 0 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        match next {
+            Some(v) => {
+                self.fade = (self.fade + self.fade_step).min(1.0);
+                self.last = v;
+                v * self.fade
+            }
+            None if self.preroll > 0 => {
+                self.preroll -= 1;
+                0.0
+            }
+            None => {
+                if self.fade == 1.0 {
+                    underruns.fetch_add(1, Ordering::Relaxed);
+                }
+                if !self.awaiting_marker && !self.marker_pending {
+                    self.debt += 1;
+                }
+                // Ramp the last delivered value down rather than jump to zero.
+                self.fade = (self.fade - self.fade_step).max(0.0);
+                self.last * self.fade
+            }
+        }
+    }
+
+    fn try_receive(&mut self) -> Option<f32> {
+        // Input was lost: what is in the ring no longer lines up.
+        if self.marker_pending {
+            return None;
+        }
+        if self.awaiting_marker {
+            while let Ok(v) = self.output.pop() {
+                if v.is_nan() {
+                    self.awaiting_marker = false;
+                    break;
+                }
+            }
+            if self.awaiting_marker {
+                return None;
+            }
+        }
+        if self.preroll > 0 {
+            return None;
+        }
+        while self.debt > 0 && self.output.pop().is_ok() {
+            self.debt -= 1;
+        }
+        if self.debt > 0 {
+            return None;
+        }
+        self.output.pop().ok()
+    }
+
+    fn reset(&mut self) {
+        self.marker_pending = true;
+        self.fade = 1.0;
+        self.last = 0.0;
+        if self.input.push(f32::NAN).is_ok() {
+            self.marker_pending = false;
+        }
+        self.restart();
+    }
+}
+
+/// Mixes the dry signal with what the workers deliver.
+pub struct Mixer {
+    dream: Link,
+    wavenet: Link,
+    dry: Vec<DelayLine>,
     offline: bool,
 }
 
 impl Mixer {
-    /// A mixer for `channels` channels whose dry path is delayed by `latency`
-    /// samples; the first `headroom` delta samples are silence.
-    pub fn new(
-        capture: Producer<f32>,
-        deltas: Consumer<f32>,
-        channels: usize,
-        latency: usize,
-        headroom: usize,
-        host_rate: f32,
-        offline: bool,
-    ) -> Self {
+    /// A mixer for `dry.len()` channels.
+    pub fn new(dream: Link, wavenet: Link, dry: Vec<DelayLine>, offline: bool) -> Self {
         Self {
-            capture,
-            deltas,
-            dry: (0..channels).map(|_| DelayLine::new(latency)).collect(),
-            preroll: headroom,
-            headroom,
-            debt: 0,
-            awaiting_marker: false,
-            fade: 1.0,
-            fade_step: 1.0 / (FADE_MS * 1e-3 * host_rate),
-            last_delta: 0.0,
+            dream,
+            wavenet,
+            dry,
             offline,
         }
     }
@@ -65,97 +179,37 @@ impl Mixer {
         let frames = channels.first().map_or(0, |c| c.len());
         let count = channels.len().max(1) as f32;
         for i in 0..frames {
-            // 1. Input, made safe: nothing non-finite reaches a model.
+            // 1. Input, made safe: nothing non-finite or absurd reaches a model.
             let mut mono = 0.0;
             for c in channels.iter_mut() {
                 if !c[i].is_finite() {
                     c[i] = 0.0;
                 }
-                mono += c[i];
+                mono += c[i].clamp(-MAX_INPUT, MAX_INPUT);
             }
-            // 2. To the dream worker. A full ring means it stalled; the
-            //    underrun handling in step 3 deals with the consequence.
-            let _ = self.capture.push(mono / count);
-            // 3. The dream delta for the input `latency` samples ago.
-            let delta = self.next_delta(status);
-            // 4. Mix: dry delayed by the latency + strength x delta, then gain.
+            let mono = mono / count;
+            // 2. To the workers: the dreamer and the WaveNet.
+            self.dream.send(mono, &status.underruns);
+            self.wavenet.send(mono, &status.underruns);
+            // 3. What they return: the dream delta for the input `latency`
+            //    samples ago, and the WaveNet's latest audio.
+            let delta = self
+                .dream
+                .receive(self.offline, &status.dream.alive, &status.underruns);
+            let generated = self
+                .wavenet
+                .receive(self.offline, &status.wavenet.alive, &status.underruns);
+            // 4. Mix: dry delayed by the latency + strength x delta
+            //    + WaveNet level x generated, then output gain.
             let strength = params.strength.smoothed.next();
+            let level = params.wavenet_level.smoothed.next();
             let gain = params.output_gain.smoothed.next();
+            let wet = strength * delta + level * generated;
             for (c, dry) in channels.iter_mut().zip(self.dry.iter_mut()) {
-                let out = (dry.process(c[i]) + strength * delta) * gain;
+                let out = (dry.process(c[i]) + wet) * gain;
                 c[i] = if out.is_finite() { out } else { 0.0 };
             }
         }
-    }
-
-    /// The dream delta due now.
-    #[inline]
-    fn next_delta(&mut self, status: &Status) -> f32 {
-        if self.awaiting_marker {
-            self.skip_to_marker();
-        }
-        if self.preroll > 0 {
-            self.preroll -= 1;
-            return 0.0;
-        }
-        if !self.awaiting_marker {
-            while self.debt > 0 && self.deltas.pop().is_ok() {
-                self.debt -= 1;
-            }
-        }
-        let ready = !self.awaiting_marker && self.debt == 0;
-        let mut next = if ready { self.deltas.pop().ok() } else { None };
-        if next.is_none() && self.offline {
-            next = self.wait_for_worker(status);
-        }
-        match next {
-            Some(d) => {
-                self.fade = (self.fade + self.fade_step).min(1.0);
-                self.last_delta = d;
-                d * self.fade
-            }
-            None => {
-                if self.fade == 1.0 {
-                    status.underruns.fetch_add(1, Ordering::Relaxed);
-                }
-                if !self.awaiting_marker {
-                    self.debt += 1;
-                }
-                // Ramp the last delivered value down rather than jump to dry.
-                self.fade = (self.fade - self.fade_step).max(0.0);
-                self.last_delta * self.fade
-            }
-        }
-    }
-
-    fn skip_to_marker(&mut self) {
-        while let Ok(v) = self.deltas.pop() {
-            if v.is_nan() {
-                self.awaiting_marker = false;
-                return;
-            }
-        }
-    }
-
-    /// Rendering offline: wait for the worker so a bounce is complete and
-    /// identical run to run. Gives up only if the worker has died.
-    fn wait_for_worker(&mut self, status: &Status) -> Option<f32> {
-        while status.dream_alive.load(Ordering::Acquire) {
-            if self.awaiting_marker {
-                self.skip_to_marker();
-            } else {
-                while self.debt > 0 && self.deltas.pop().is_ok() {
-                    self.debt -= 1;
-                }
-                if self.debt == 0 {
-                    if let Ok(v) = self.deltas.pop() {
-                        return Some(v);
-                    }
-                }
-            }
-            std::thread::yield_now();
-        }
-        None
     }
 
     /// Clears all history and restarts the workers' streams.
@@ -163,13 +217,7 @@ impl Mixer {
         for d in &mut self.dry {
             d.reset();
         }
-        // A NaN tells the worker to restart its stream; until it echoes the
-        // NaN back, whatever is in the delta ring belongs to the old stream.
-        let _ = self.capture.push(f32::NAN);
-        self.awaiting_marker = true;
-        self.preroll = self.headroom;
-        self.debt = 0;
-        self.fade = 1.0;
-        self.last_delta = 0.0;
+        self.dream.reset();
+        self.wavenet.reset();
     }
 }

@@ -4,7 +4,6 @@
 //! just to scan them); dropping it stops and joins the workers.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 
 use reverie_engine::device;
@@ -12,10 +11,13 @@ use reverie_engine::dreamer::Dreamer;
 use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig};
 use rtrb::RingBuffer;
 
-use crate::dream_worker::{self, DreamJob, DreamWorker, Request};
-use crate::mixer::Mixer;
+use crate::delay::DelayLine;
+use crate::dream_worker::{self, DreamJob};
+use crate::mixer::{Link, Mixer};
 use crate::params::{ReverieParams, TargetNames};
+use crate::sampler_worker::SamplerJob;
 use crate::status::Status;
+use crate::worker::Worker;
 
 /// What an activation needs to know about the host.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +36,11 @@ pub struct HostSetup {
 pub struct Session {
     /// The audio thread's side.
     pub mixer: Mixer,
-    /// Model requests to the dream worker.
-    pub requests: Sender<Request>,
     /// Latency reported to the host, in samples.
     pub latency: usize,
-    // Dropped last, after the rings' other ends: stops and joins the thread.
-    _dream_worker: DreamWorker,
+    // Dropped after the mixer (and its ring ends): stop and join the threads.
+    _dream: Worker,
+    _wavenet: Worker,
 }
 
 impl Session {
@@ -69,42 +70,65 @@ impl Session {
             dreamer: Dreamer::new(model, compute.device.clone()),
             gate: true,
         };
-        let stream =
-            DeltaStream::new(config, windows).map_err(|e| format!("cannot run at {} Hz: {e}", host.rate))?;
-        // One hop of headroom for the worker: any setting that dreams at
-        // least in real time then never underruns.
+        let stream = DeltaStream::new(config, windows)
+            .map_err(|e| format!("cannot dream at {} Hz: {e}", host.rate))?;
+        // One hop of headroom for the dream worker: any setting that dreams
+        // at least in real time then never underruns.
         let headroom = (config.window / 2) * host.rate as usize / config.model_rate as usize;
         let latency = stream.latency() + headroom;
         let capacity = latency + host.rate as usize + host.max_block;
-        let (capture, capture_rx) = RingBuffer::new(capacity);
-        let (deltas_tx, deltas) = RingBuffer::new(capacity);
-        let (requests, requests_rx) = channel();
-        let worker = DreamWorker::spawn(DreamJob {
+
+        let (dream_in, dream_rx) = RingBuffer::new(capacity);
+        let (dream_tx, dream_out) = RingBuffer::new(capacity);
+        let dream_job = DreamJob {
             stream,
-            capture: capture_rx,
-            deltas: deltas_tx,
             params: params.clone(),
             targets: targets.clone(),
             status: status.clone(),
-            requests: requests_rx,
-            host_rate: host.rate as f32,
-        })
-        .map_err(|e| format!("cannot start the dreaming thread: {e}"))?;
-        status.latency_samples.store(latency as u32, Ordering::Relaxed);
-        let mixer = Mixer::new(
-            capture,
-            deltas,
-            host.channels,
-            latency,
-            headroom,
+            model_path: path,
+            menu,
+        };
+        let dream = Worker::spawn(
+            "reverie-dream",
+            dream_job,
+            dream_rx,
+            dream_tx,
+            status.dream.clone(),
             host.rate as f32,
+        )
+        .map_err(|e| format!("cannot start the dreaming thread: {e}"))?;
+
+        let wn_path = params.wavenet_model.read().ok().and_then(|p| p.clone());
+        let (sampler, _) = crate::models::wavenet(wn_path.as_deref());
+        let sampler_job = SamplerJob::new(sampler, host.rate, params.clone(), status.clone())?;
+        // The generated audio is not aligned to anything; 50 ms of headroom
+        // absorbs the sampler thread's scheduling jitter.
+        let wn_headroom = host.rate as usize / 20;
+        let (wn_in, wn_rx) = RingBuffer::new(capacity);
+        let (wn_tx, wn_out) = RingBuffer::new(capacity);
+        let wavenet = Worker::spawn(
+            "reverie-wavenet",
+            sampler_job,
+            wn_rx,
+            wn_tx,
+            status.wavenet.clone(),
+            host.rate as f32,
+        )
+        .map_err(|e| format!("cannot start the WaveNet thread: {e}"))?;
+
+        status.latency_samples.store(latency as u32, Ordering::Relaxed);
+        let dry = (0..host.channels).map(|_| DelayLine::new(latency)).collect();
+        let mixer = Mixer::new(
+            Link::new(dream_in, dream_out, headroom, host.rate as f32),
+            Link::new(wn_in, wn_out, wn_headroom, host.rate as f32),
+            dry,
             host.offline,
         );
         Ok(Self {
             mixer,
-            requests,
             latency,
-            _dream_worker: worker,
+            _dream: dream,
+            _wavenet: wavenet,
         })
     }
 }

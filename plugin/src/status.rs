@@ -2,23 +2,26 @@
 //! Atomics only on the audio thread's side; strings are written and read by
 //! non-real-time threads.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+use std::sync::{Arc, RwLock};
 
-use atomic_float::AtomicF32;
+use crate::worker::WorkerFlags;
 
 /// Shared status of one plugin instance.
 #[derive(Default)]
 pub struct Status {
     /// Dream-delta samples the audio thread needed but the worker had not
-    /// delivered (each one faded toward dry).
+    /// delivered (each stretch faded toward dry); also counts input the
+    /// worker could not take.
     pub underruns: AtomicU64,
-    /// Seconds of audio dreamed per wall-clock second (smoothed).
-    pub dream_realtime_factor: AtomicF32,
-    /// Whether the dream worker is running (false after a panic or stop).
-    pub dream_alive: AtomicBool,
+    /// The dreaming thread.
+    pub dream: Arc<WorkerFlags>,
+    /// The WaveNet thread.
+    pub wavenet: Arc<WorkerFlags>,
     /// Windows dreamed since activation.
     pub windows: AtomicU64,
+    /// The WaveNet's state (see `SamplerState`).
+    pub wavenet_state: AtomicU8,
     /// The latency reported to the host, in samples.
     pub latency_samples: AtomicU32,
     /// The compute device the dream worker uses.

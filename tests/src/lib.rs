@@ -1,6 +1,8 @@
 //! Helpers for Reverie's end-to-end tests: running `cargo xtask` and making
 //! scratch folders and files.
 
+pub mod clap_host;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

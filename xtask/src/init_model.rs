@@ -8,10 +8,23 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
+use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+
+/// Which kind of model to write.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A perception network to dream through.
+    Perception,
+    /// A WaveNet to generate with.
+    Wavenet,
+}
 
 /// Arguments of `cargo xtask init-model`.
 #[derive(clap::Args)]
 pub struct InitModelArgs {
+    /// Which kind of model.
+    #[arg(long, value_enum, default_value_t = Kind::Perception)]
+    pub kind: Kind,
     /// Where to write the model file.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -49,9 +62,21 @@ pub fn build(seed: u64, classes: &str) -> anyhow::Result<PerceptionModel> {
     Ok(model)
 }
 
+/// An untrained WaveNet of the default size.
+pub fn build_wavenet(seed: u64) -> anyhow::Result<WavenetModel> {
+    let mut model = WavenetModel::init(WavenetConfig::default(), 16_000, seed, &Device::Cpu)?;
+    model.meta.name = format!("untrained WaveNet (random weights, seed {seed})");
+    model.meta.training.description =
+        format!("not trained: random weights; made by `cargo xtask init-model --kind wavenet --seed {seed}`");
+    Ok(model)
+}
+
 /// Runs the command.
 pub fn run(args: &InitModelArgs) -> anyhow::Result<()> {
-    build(args.seed, &args.classes)?.save(&args.output)?;
+    match args.kind {
+        Kind::Perception => build(args.seed, &args.classes)?.save(&args.output)?,
+        Kind::Wavenet => build_wavenet(args.seed)?.save(&args.output)?,
+    }
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -1,0 +1,134 @@
+//! A worker thread between two SPSC rings: it reads the audio thread's
+//! mono input, turns it into an equally long stream of output samples, and
+//! hands them back. The two workers (dreaming, WaveNet) are both this loop
+//! around a different [`Job`].
+//!
+//! Ring protocol: the input ring carries finite samples; a NaN marks a
+//! reset, which the worker answers by resetting its job and putting a NaN
+//! into the output ring, so the audio thread knows where the new stream's
+//! output begins.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use atomic_float::AtomicF32;
+use rtrb::{Consumer, Producer};
+
+/// What a worker does to the stream.
+pub trait Job: Send + 'static {
+    /// Called before each chunk: pick up parameter and model changes.
+    fn prepare(&mut self);
+    /// Turns `input` into exactly as many `output` samples.
+    fn process(&mut self, input: &[f32], output: &mut [f32]);
+    /// Forgets the stream's history.
+    fn reset(&mut self);
+}
+
+/// Flags a worker shares with the audio thread and the editor.
+#[derive(Default)]
+pub struct WorkerFlags {
+    /// Whether the thread is running (false after a panic or a stop).
+    pub alive: AtomicBool,
+    /// Seconds of audio processed per wall-clock second (smoothed).
+    pub realtime_factor: AtomicF32,
+}
+
+/// A running worker thread; dropping it stops and joins the thread.
+pub struct Worker {
+    handle: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Most samples handled per loop turn.
+const CHUNK: usize = 1024;
+
+impl Worker {
+    /// Starts `job` on a thread named `name`.
+    pub fn spawn(
+        name: &str,
+        mut job: impl Job,
+        mut input: Consumer<f32>,
+        mut output: Producer<f32>,
+        flags: Arc<WorkerFlags>,
+        host_rate: f32,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        flags.alive.store(true, Ordering::Release);
+        let handle = std::thread::Builder::new().name(name.into()).spawn(move || {
+            // A panic must never reach the audio thread: it just sees the
+            // worker die and fades this stream out.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run(&mut job, &mut input, &mut output, &flags, &stopping, host_rate)
+            }));
+            flags.alive.store(false, Ordering::Release);
+        })?;
+        Ok(Self {
+            handle: Some(handle),
+            stop,
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run(
+    job: &mut impl Job,
+    input: &mut Consumer<f32>,
+    output: &mut Producer<f32>,
+    flags: &WorkerFlags,
+    stop: &AtomicBool,
+    host_rate: f32,
+) {
+    let mut inp = vec![0.0f32; CHUNK];
+    let mut out = vec![0.0f32; CHUNK];
+    let mut rtf = 0.0f32;
+    while !stop.load(Ordering::Acquire) {
+        job.prepare();
+        let n = input.slots().min(output.slots()).min(CHUNK);
+        if n == 0 {
+            // Idle: nothing to do until the audio thread sends more.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let chunk = input.read_chunk(n).expect("n slots are readable");
+        let (a, b) = chunk.as_slices();
+        inp[..a.len()].copy_from_slice(a);
+        inp[a.len()..n].copy_from_slice(b);
+        chunk.commit_all();
+        let began = Instant::now();
+        // Split at reset markers so each segment belongs to one stream.
+        let mut start = 0;
+        while start < n {
+            let end = inp[start..n]
+                .iter()
+                .position(|v| v.is_nan())
+                .map_or(n, |p| start + p);
+            job.process(&inp[start..end], &mut out[start..end]);
+            if end < n {
+                job.reset();
+                out[end] = f32::NAN;
+            }
+            start = end + 1;
+        }
+        let slots = output.write_chunk_uninit(n).expect("slots were counted");
+        slots.fill_from_iter(out[..n].iter().copied());
+        let instant = n as f32 / host_rate / began.elapsed().as_secs_f32().max(1e-9);
+        rtf = if rtf == 0.0 {
+            instant
+        } else {
+            0.98 * rtf + 0.02 * instant
+        };
+        flags.realtime_factor.store(rtf, Ordering::Relaxed);
+    }
+}

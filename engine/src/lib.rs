@@ -6,14 +6,18 @@
 
 #![warn(missing_docs)]
 
+pub mod defaults;
 pub mod device;
 pub mod dreamer;
 pub mod layers;
 pub mod model_file;
+pub mod mulaw;
 pub mod perception;
 pub mod resample;
 mod rng;
+pub mod sampler;
 pub mod streaming;
 pub mod wav;
+pub mod wavenet;
 
 pub use rng::normal_vec;

@@ -107,7 +107,7 @@ impl PerceptionConfig {
 
     /// Checks the config for consistency.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.frontend_stride == 0 || self.frontend_kernel % self.frontend_stride != 0 {
+        if self.frontend_stride == 0 || !self.frontend_kernel.is_multiple_of(self.frontend_stride) {
             return Err(format!(
                 "frontend_kernel {} must be a positive multiple of frontend_stride {}",
                 self.frontend_kernel, self.frontend_stride

@@ -123,7 +123,7 @@ fn even_chunk(from: u32, to: u32, hint: usize) -> usize {
     let g = gcd(from as usize, to as usize);
     let (min_in, min_out) = (from as usize / g, to as usize / g);
     let mut blocks = hint.div_ceil(min_in).max(1);
-    if (blocks * min_in) % 2 != 0 || (blocks * min_out) % 2 != 0 {
+    if !(blocks * min_in).is_multiple_of(2) || !(blocks * min_out).is_multiple_of(2) {
         blocks += 1;
     }
     blocks * min_in

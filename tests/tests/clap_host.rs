@@ -1,8 +1,8 @@
 //! The built plugin under a real CLAP host (issue 5): every output sample
 //! finite, latency as reported, a null test, sample-accurate automation,
 //! state, no thread leaks, deterministic offline renders, and the
-//! standalone wrapper. Tests marked `plugin bug` document failures of the
-//! plugin found here; they pass once it is fixed.
+//! standalone wrapper, plus recovery from absurd input and from a stalled
+//! worker.
 //!
 //! The plugin is built once per run with `assert_process_allocs` (debug), so
 //! any allocation inside `process()` aborts the test binary. Tests hold a

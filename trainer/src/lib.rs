@@ -1,1 +1,22 @@
+//! Reverie's trainer: labelled datasets from folders of audio, a renderer
+//! that makes a labelled instrument dataset from a General MIDI SoundFont,
+//! and the training loops that produce the engine's model files.
+//!
+//! Data flows one way: this crate writes model files that
+//! [`reverie_engine`] loads; the engine never depends on the trainer.
 
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod dataset;
+pub mod decode;
+pub mod filters;
+pub mod metrics;
+pub mod optim;
+pub mod plot;
+pub mod render;
+pub mod train;
+
+pub use dataset::{load_dataset, Clip, Dataset, DatasetConfig, DatasetError, SkippedFile, SourceFile, Split};
+pub use decode::{decode_mono, DecodeError, MonoAudio};
+pub use render::{ensure_soundfont, RenderConfig, RenderError, RenderSummary, Renderer, FAMILIES};

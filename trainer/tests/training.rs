@@ -12,12 +12,14 @@ use rand_chacha::ChaCha8Rng;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_trainer::checkpoint::{Checkpoint, CheckpointError};
 use reverie_trainer::dataset::{Clip, Dataset, SourceFile, Split};
-use reverie_trainer::filters::{filter_spectra, first_layer_kernels, render_filters, FilterImageOptions};
+use reverie_trainer::filters::{
+    bandpass_kernels, filter_spectra, first_layer_kernels, render_filters, FilterImageOptions,
+};
 use reverie_trainer::metrics::ConfusionMatrix;
 use reverie_trainer::optim::{Optimizer, OptimizerConfig, OptimizerKind, Param};
 use reverie_trainer::train::{
-    Example, LrSchedule, Observer, RunOptions, RunOutcome, StepResult, TrainConfig, TrainData, Trainer,
-    CHECKPOINT_FILE,
+    Example, FrontendInit, LrSchedule, Observer, RunOptions, RunOutcome, StepResult, TrainConfig, TrainData,
+    Trainer, CHECKPOINT_FILE,
 };
 
 const RATE: u32 = 8_000;
@@ -82,7 +84,7 @@ fn train_config(kind: OptimizerKind) -> TrainConfig {
 }
 
 fn new_trainer(data: &TrainData, kind: OptimizerKind) -> Trainer {
-    let model = Trainer::init_model(tiny_config(), data, 7, &Device::Cpu).unwrap();
+    let model = Trainer::init_model(tiny_config(), data, 7, FrontendInit::Random, &Device::Cpu).unwrap();
     Trainer::new(model, train_config(kind), data).unwrap()
 }
 
@@ -472,9 +474,38 @@ fn filter_spectra_are_sorted_by_peak_frequency() {
 }
 
 #[test]
+fn bandpass_init_gives_mel_spaced_filters_of_he_norm() {
+    let kernels = bandpass_kernels(32, 400, RATE);
+    assert_eq!((kernels.len(), kernels[0].len()), (32, 400));
+    for k in &kernels {
+        let norm = k.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - std::f32::consts::SQRT_2).abs() < 1e-4, "norm {norm}");
+    }
+    let spectra = filter_spectra(&kernels, RATE, 1024).unwrap();
+    // Centre frequencies rise with the index, so sorting keeps the order
+    // (up to the cosine/sine partner of each band).
+    for (sorted, &original) in spectra.order.iter().enumerate() {
+        assert_eq!(sorted / 2, original / 2, "order {:?}", spectra.order);
+    }
+    assert!(
+        spectra.peak_hz[0] < 100.0 && spectra.peak_hz[31] > 3000.0,
+        "{:?}",
+        spectra.peak_hz
+    );
+    // Mel spacing: the bands are closer together at the bottom than at the top.
+    let gap = |i: usize| spectra.peak_hz[i + 2] - spectra.peak_hz[i];
+    assert!(gap(2) < gap(28));
+
+    let data = tones(2, 1, 6);
+    let model = Trainer::init_model(tiny_config(), &data, 3, FrontendInit::Bandpass, &Device::Cpu).unwrap();
+    let first = first_layer_kernels(&model).unwrap();
+    assert_eq!(first, bandpass_kernels(16, 100, RATE));
+}
+
+#[test]
 fn filters_image_has_the_expected_size_and_is_not_blank() {
     let data = tones(2, 1, 6);
-    let model = Trainer::init_model(tiny_config(), &data, 3, &Device::Cpu).unwrap();
+    let model = Trainer::init_model(tiny_config(), &data, 3, FrontendInit::Random, &Device::Cpu).unwrap();
     let kernels = first_layer_kernels(&model).unwrap();
     assert_eq!((kernels.len(), kernels[0].len()), (16, 100));
     let spectra = filter_spectra(&kernels, RATE, 256).unwrap();

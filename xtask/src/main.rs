@@ -1,6 +1,7 @@
 //! `cargo xtask`: Reverie's command line.
 
 mod bench_report;
+mod cuda_toolchain;
 mod dataset_cmd;
 mod demo;
 mod dream;
@@ -28,6 +29,8 @@ enum Command {
     InitModel(init_model::InitModelArgs),
     /// Print the medians of the last `cargo bench` run.
     BenchReport(bench_report::BenchReportArgs),
+    /// Install a CUDA 13 build toolchain from PyPI for `--features cuda` (see docs/cuda.md).
+    CudaToolchain(cuda_toolchain::CudaToolchainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),
+        Command::CudaToolchain(args) => cuda_toolchain::run(&args),
     }
 }

@@ -178,7 +178,7 @@ struct Flaky(u32);
 impl WindowProcessor for Flaky {
     fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
         self.0 += 1;
-        if self.0 % 2 == 0 {
+        if self.0.is_multiple_of(2) {
             return Err(DreamError::BadTarget("injected failure".into()));
         }
         delta.copy_from_slice(window);

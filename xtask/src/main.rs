@@ -1,6 +1,7 @@
 //! `cargo xtask`: Reverie's command line.
 
 mod bench_report;
+mod bundle;
 mod cuda_toolchain;
 mod dataset_cmd;
 mod demo;
@@ -27,6 +28,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
     InitModel(init_model::InitModelArgs),
+    /// Build the plugin bundles (e.g. `bundle reverie --release`) into target/bundled/.
+    Bundle(bundle::BundleArgs),
+    /// Bundle Reverie and copy it to ~/.clap and ~/.vst3.
+    Install(bundle::InstallArgs),
     /// Print the medians of the last `cargo bench` run.
     BenchReport(bench_report::BenchReportArgs),
     /// Install a CUDA 13 build toolchain from PyPI for `--features cuda` (see docs/cuda.md).
@@ -40,6 +45,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),
+        Command::Bundle(args) => bundle::bundle(&args),
+        Command::Install(args) => bundle::install(&args),
         Command::CudaToolchain(args) => cuda_toolchain::run(&args),
     }
 }

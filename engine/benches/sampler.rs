@@ -1,0 +1,220 @@
+//! WaveNet generation speed for the default model (20 layers, 32 residual,
+//! 32 dilation, 128 skip channels, 256 classes) on one CPU core, in one run:
+//!
+//! - `cached_sampler`: the Fast WaveNet sampler drawing and feeding back
+//!   samples (also with its portable, non-AVX kernels);
+//! - `cached_prime`: teacher forcing existing audio through the queues;
+//! - `naive_recompute`: recomputing every layer over the receptive field per
+//!   sample, same kernels;
+//! - `candle_per_step`: a candle forward pass over the receptive field per
+//!   sample.
+//!
+//! Criterion reports samples per second (`Throughput::Elements`); a summary
+//! at the end prints medians, the real-time factor at 16 kHz (samples/s /
+//! 16 000), multiply-adds per second and the speed-ups, all measured in the
+//! same run.
+//!
+//! Run: `cargo bench -p reverie-engine --bench sampler -- --warm-up-time 1
+//! --measurement-time 5`. Candle's matmul runs on rayon; this bench sets
+//! `RAYON_NUM_THREADS=1` itself before candle starts, so every line is one
+//! core.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reverie_engine::sampler::{NaiveSampler, Sampler};
+use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+
+const RATE: f32 = 16_000.0;
+/// Samples generated per cached-sampler iteration.
+const BLOCK: usize = 1_024;
+
+/// The default architecture with random weights: speed does not depend on
+/// the values.
+fn model() -> WavenetModel {
+    WavenetModel::init(WavenetConfig::default(), RATE as u32, 1, &Device::Cpu).unwrap()
+}
+
+/// A receptive field's worth of context: a quiet tone.
+fn context(model: &WavenetModel) -> Vec<usize> {
+    let q = reverie_engine::mulaw::MuLaw::new(model.config.classes).unwrap();
+    (0..model.receptive_field())
+        .map(|i| q.encode(0.3 * (i as f32 * 0.05).sin()))
+        .collect()
+}
+
+fn candle_step(model: &WavenetModel, window: &[u32]) -> Tensor {
+    let x = Tensor::from_slice(window, (1, window.len()), &Device::Cpu).unwrap();
+    let logits = model.net.forward(&x).unwrap();
+    logits.narrow(1, window.len() - 1, 1).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let model = model();
+    let ctx = context(&model);
+    let mut group = c.benchmark_group("wavenet_default");
+
+    group.throughput(Throughput::Elements(BLOCK as u64));
+    for portable in [false, true] {
+        let mut sampler = Sampler::from_model(&model).unwrap();
+        sampler.force_portable_kernels(portable);
+        sampler.prime_classes(&ctx);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let name = if portable {
+            "cached_sampler_portable"
+        } else {
+            "cached_sampler"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..BLOCK {
+                    black_box(sampler.sample_next(1.0, &mut rng));
+                }
+            })
+        });
+    }
+    let mut sampler = Sampler::from_model(&model).unwrap();
+    let prime_block: Vec<usize> = ctx.iter().copied().cycle().take(BLOCK).collect();
+    group.bench_function("cached_prime", |b| {
+        b.iter(|| sampler.prime_classes(black_box(&prime_block)))
+    });
+
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    let mut naive = NaiveSampler::from_model(&model).unwrap();
+    naive.prime_classes(&ctx);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    group.bench_function("naive_recompute", |b| {
+        b.iter(|| black_box(naive.step(rng.random_range(100..156))[0]))
+    });
+    let window: Vec<u32> = ctx.iter().map(|&c| c as u32).collect();
+    group.bench_function("candle_per_step", |b| {
+        b.iter(|| black_box(candle_step(&model, &window)))
+    });
+    group.finish();
+}
+
+/// Median and fastest seconds of `runs` timings of `f`.
+fn timings(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[runs / 2], t[0])
+}
+
+/// Medians (and, for the fast paths, the best run, which shows the speed
+/// on a quiet core) measured directly, so the ratios and real-time factors
+/// come from one run on one machine state.
+fn summary() {
+    let model = model();
+    let ctx = context(&model);
+    let macs = model.config.macs_per_sample() as f64;
+    let mut sampler = Sampler::from_model(&model).unwrap();
+    sampler.prime_classes(&ctx);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let n = 8_000;
+    let per = |(median, best): (f64, f64), n: usize| (median / n as f64, best / n as f64);
+    let cached = per(
+        timings(11, || {
+            for _ in 0..n {
+                black_box(sampler.sample_next(1.0, &mut rng));
+            }
+        }),
+        n,
+    );
+    let step_only = per(
+        timings(11, || {
+            for i in 0..n {
+                black_box(sampler.step(100 + (i & 31))[0]);
+            }
+        }),
+        n,
+    );
+    let prime_block: Vec<usize> = ctx.iter().copied().cycle().take(1_000).collect();
+    let prime = per(
+        timings(11, || {
+            for _ in 0..n / 1_000 {
+                sampler.prime_classes(black_box(&prime_block));
+            }
+        }),
+        n,
+    );
+    let mut naive = NaiveSampler::from_model(&model).unwrap();
+    naive.prime_classes(&ctx);
+    let naive_steps = 10;
+    let naive_t = per(
+        timings(5, || {
+            for i in 0..naive_steps {
+                black_box(naive.step(120 + i)[0]);
+            }
+        }),
+        naive_steps,
+    );
+    let window: Vec<u32> = ctx.iter().map(|&c| c as u32).collect();
+    let candle_steps = 5;
+    let candle_t = per(
+        timings(5, || {
+            for _ in 0..candle_steps {
+                black_box(candle_step(&model, &window));
+            }
+        }),
+        candle_steps,
+    );
+
+    println!("\nWaveNet sampler summary (default model, one core):");
+    println!(
+        "  receptive field {} samples, {} multiply-adds per cached sample, AVX2/FMA kernels: {}",
+        model.receptive_field(),
+        macs,
+        sampler.uses_simd_kernels()
+    );
+    println!(
+        "  {:<34} {:>12} {:>12} {:>14} {:>10}",
+        "", "median us", "best us", "samples/s", "RTF 16k"
+    );
+    for (name, (median, best)) in [
+        ("cached sampler (sample_next)", cached),
+        ("cached step only (no sampling)", step_only),
+        ("cached priming (teacher forcing)", prime),
+        ("naive recompute per sample", naive_t),
+        ("candle forward per sample", candle_t),
+    ] {
+        println!(
+            "  {name:<34} {:>12.2} {:>12.2} {:>14.0} {:>10.3}",
+            median * 1e6,
+            best * 1e6,
+            1.0 / median,
+            1.0 / median / f64::from(RATE)
+        );
+    }
+    println!(
+        "  cached sampler: {:.2} GMAC/s (median), {:.2} GMAC/s (best); {:.0}x faster than naive recomputation, {:.0}x faster than a candle forward per sample (medians)",
+        macs / cached.0 / 1e9,
+        macs / cached.1 / 1e9,
+        naive_t.0 / cached.0,
+        candle_t.0 / cached.0
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    // Before anything starts rayon's pool: candle's matmul then runs on
+    // one thread, like the sampler.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let quick = std::env::args().any(|a| a == "--test" || a == "--list");
+    if !quick {
+        summary();
+    }
+}

@@ -1,0 +1,780 @@
+//! Real-time WaveNet generation in plain Rust (no candle at run time), with
+//! the Fast WaveNet algorithm: each layer keeps a queue of its past inputs,
+//! so generating a sample is one pass through the layers that reads the
+//! input `d` steps back from the queue and pushes the current one, O(1) queue
+//! work per layer instead of recomputing the whole receptive field.
+//!
+//! Everything a step needs (queues, activations, logits) is allocated when
+//! the sampler is built; [`Sampler::step`] and [`Sampler::sample_next`] never
+//! allocate, lock or do I/O, so they can run on a real-time-ish worker
+//! thread. Weights are repacked into column panels so every matrix-vector
+//! product streams memory in order and keeps its running sums in vector
+//! registers; on x86-64 with AVX2 and FMA (checked at run time) the whole
+//! step is compiled for those instructions.
+//!
+//! [`NaiveSampler`] is the reference the cached sampler is measured and
+//! tested against: it recomputes every layer over the receptive field for
+//! each sample, with the same kernels.
+
+use std::path::Path;
+
+use rand::Rng;
+
+use crate::model_file::{ModelFileError, ModelMeta, RawModel};
+use crate::mulaw::MuLaw;
+use crate::wavenet::{config_from_raw, raw_data, WavenetConfig, WavenetModel};
+
+/// Output columns per packed panel: 32 floats, four AVX registers of running
+/// sums (two sets of them, for two input rows in flight).
+const PANEL: usize = 32;
+
+/// Whether the portable build can use fused multiply-add instructions
+/// (without them `mul_add` would be a slow library call).
+const PORTABLE_FMA: bool = cfg!(target_feature = "fma") || cfg!(target_arch = "aarch64");
+
+/// A weight matrix `[in, out]` repacked as panels of [`PANEL`] output
+/// columns: panel `p` holds, input row by input row, the weights of columns
+/// `p * PANEL ..`, contiguous, zero-padded at the right edge.
+#[derive(Debug, Clone)]
+struct Packed {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    fn new(w: &[f32], rows: usize, cols: usize) -> Self {
+        let panels = cols.div_ceil(PANEL);
+        let mut data = vec![0.0; panels * rows * PANEL];
+        for (p, panel) in data.chunks_exact_mut(rows * PANEL).enumerate() {
+            let start = p * PANEL;
+            let width = PANEL.min(cols - start);
+            for (i, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
+                dst[..width].copy_from_slice(&w[i * cols + start..i * cols + start + width]);
+            }
+        }
+        Self { rows, cols, data }
+    }
+
+    /// `out += x · W` for `x` of `rows` and `out` of `cols` floats.
+    #[inline(always)]
+    fn matvec_acc<const FMA: bool>(&self, x: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(x.len(), self.rows);
+        debug_assert_eq!(out.len(), self.cols);
+        for (p, panel) in self.data.chunks_exact(self.rows * PANEL).enumerate() {
+            let start = p * PANEL;
+            if let Some(o) = out.get_mut(start..start + PANEL) {
+                // Fixed size: the sums move straight into registers, with no
+                // copy through a temporary.
+                let full: &mut [f32; PANEL] = o.try_into().expect("PANEL long");
+                *full = panel_product::<FMA>(x, panel, *full);
+            } else {
+                let width = self.cols - start;
+                let mut acc = [0.0f32; PANEL];
+                acc[..width].copy_from_slice(&out[start..]);
+                let acc = panel_product::<FMA>(x, panel, acc);
+                out[start..].copy_from_slice(&acc[..width]);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `acc + x · panel` for one panel. Two input rows go through separate sums
+/// so consecutive multiply-adds do not wait on each other's latency.
+#[inline(always)]
+fn panel_product<const FMA: bool>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -> [f32; PANEL] {
+    let mut a0 = acc;
+    let mut a1 = [0.0f32; PANEL];
+    let mut rows = panel.chunks_exact(2 * PANEL);
+    let mut xs = x.chunks_exact(2);
+    for (w, x2) in (&mut rows).zip(&mut xs) {
+        // Fixed-size views let the compiler drop bounds checks and unroll.
+        let w: &[f32; 2 * PANEL] = w.try_into().expect("chunks are exact");
+        let (x0, x1) = (x2[0], x2[1]);
+        for l in 0..PANEL {
+            a0[l] = fmadd::<FMA>(x0, w[l], a0[l]);
+            a1[l] = fmadd::<FMA>(x1, w[PANEL + l], a1[l]);
+        }
+    }
+    if let (&[x0], w) = (xs.remainder(), rows.remainder()) {
+        for l in 0..PANEL.min(w.len()) {
+            a0[l] = fmadd::<FMA>(x0, w[l], a0[l]);
+        }
+    }
+    for l in 0..PANEL {
+        a0[l] += a1[l];
+    }
+    a0
+}
+
+/// `e^x` to about 1e-7 relative error, branch-free so loops over it
+/// vectorise (the library `exp` is a scalar call). Inputs are clamped to
+/// [-87, 88], where the result stays a normal finite float.
+#[inline(always)]
+fn exp_approx<const FMA: bool>(x: f32) -> f32 {
+    // Adding 1.5 * 2^23 rounds to an integer and leaves it in the low
+    // mantissa bits, which become the exponent of 2^k below.
+    const ROUND: f32 = 12_582_912.0;
+    // 355 / 512 has few mantissa bits, so k * LN2_HI is exact.
+    const LN2_HI: f32 = 355.0 / 512.0;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let t = fmadd::<FMA>(x, std::f32::consts::LOG2_E, ROUND);
+    let k = t - ROUND;
+    // x - k ln2 in two parts (Cody-Waite) so the reduction stays exact.
+    let r = fmadd::<FMA>(k, -LN2_HI, x);
+    let r = fmadd::<FMA>(k, -LN2_LO, r);
+    // Taylor series to r^7: |r| <= ln2 / 2 keeps the truncation below 1e-8.
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = fmadd::<FMA>(p, r, c);
+    }
+    let k_int = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    p * f32::from_bits(((k_int + 127) << 23) as u32)
+}
+
+/// The gated activation `tanh(filter) * sigmoid(gate)` of `z = [filter,
+/// gate]`, written to `a`.
+#[inline(always)]
+fn gate<const FMA: bool>(z: &[f32], a: &mut [f32]) {
+    let (filter, gate) = z.split_at(a.len());
+    for ((a, &f), &g) in a.iter_mut().zip(filter).zip(gate) {
+        let e2f = exp_approx::<FMA>(2.0 * f);
+        let eg = exp_approx::<FMA>(-g);
+        *a = (1.0 - 2.0 / (e2f + 1.0)) / (1.0 + eg);
+    }
+}
+
+/// Lanes of the vectorised reductions in [`draw`].
+const LANES: usize = 8;
+
+/// Draws a class from `softmax(logits / temperature)`, using `probs` (as
+/// long as `logits`) as scratch. A temperature of 0 (or negative, or NaN)
+/// takes the most likely class.
+#[inline(always)]
+fn draw<const FMA: bool, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32], rng: &mut R) -> usize {
+    // Reductions run in LANES independent lanes so they vectorise; a single
+    // running max or sum would be a serial chain of dependent operations.
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            lanes[k] = lanes[k].max(ch[k]);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let argmax = || logits.iter().position(|&l| l == max).unwrap_or(0);
+    let inv_t = 1.0 / temperature;
+    // NaN, zero, negative or vanishingly small temperatures all mean "no
+    // randomness".
+    if !(temperature > 0.0 && inv_t.is_finite() && max.is_finite()) {
+        return argmax();
+    }
+    for (p, &l) in probs.iter_mut().zip(logits) {
+        *p = exp_approx::<FMA>((l - max) * inv_t);
+    }
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = probs.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            lanes[k] += ch[k];
+        }
+    }
+    let sum: f32 = chunks.remainder().iter().chain(&lanes).sum();
+    let mut u = rng.random::<f32>() * sum;
+    // Skip whole chunks first: their sums are independent of each other.
+    for (c, ch) in probs.chunks(LANES).enumerate() {
+        let in_chunk: f32 = ch.iter().sum();
+        if u < in_chunk {
+            for (i, &p) in ch.iter().enumerate() {
+                if u < p {
+                    return c * LANES + i;
+                }
+                u -= p;
+            }
+            // Rounding inside the chunk: its last class is the nearest.
+            return c * LANES + ch.len() - 1;
+        }
+        u -= in_chunk;
+    }
+    // Rounding in the sums can leave u just above the total; the most
+    // likely class is then as good as any.
+    argmax()
+}
+
+/// Draws a class from `softmax(logits / temperature)`; `scratch` is
+/// overwritten. A temperature of 0 (or below, or NaN) returns the arg-max.
+/// Never allocates.
+///
+/// # Panics
+///
+/// If `scratch` is shorter than `logits`.
+pub fn sample_class<R: Rng>(logits: &[f32], temperature: f32, scratch: &mut [f32], rng: &mut R) -> usize {
+    let probs = &mut scratch[..logits.len()];
+    draw::<PORTABLE_FMA, R>(logits, temperature, probs, rng)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_fma() -> bool {
+    false
+}
+
+/// One layer's weights, packed.
+#[derive(Debug, Clone)]
+struct LayerWeights {
+    dilation: usize,
+    /// `[2r, 2d]`: past-input rows, then current-input rows.
+    filter_gate: Packed,
+    filter_gate_b: Vec<f32>,
+    residual: Option<(Packed, Vec<f32>)>,
+}
+
+impl LayerWeights {
+    /// The gated activation `a` of the layer for the inputs `x2 = [past,
+    /// current]`, with `z` as scratch.
+    #[inline(always)]
+    fn activate<const FMA: bool>(&self, x2: &[f32], z: &mut [f32], a: &mut [f32]) {
+        z.copy_from_slice(&self.filter_gate_b);
+        self.filter_gate.matvec_acc::<FMA>(x2, z);
+        gate::<FMA>(z, a);
+    }
+}
+
+/// The whole network's weights in sampler layout, shared by [`Sampler`] and
+/// [`NaiveSampler`].
+#[derive(Debug, Clone)]
+struct Weights {
+    meta: ModelMeta,
+    config: WavenetConfig,
+    embedding: Vec<f32>,
+    layers: Vec<LayerWeights>,
+    /// Every layer's skip weights stacked, `[layers * d, s]`: the summed
+    /// skip outputs are one product with all layers' activations side by
+    /// side, one long pass instead of a short one per layer.
+    skip: Packed,
+    /// The sum of every layer's skip bias: adding it once is the same sum.
+    skip_bias: Vec<f32>,
+    head1: Packed,
+    head1_b: Vec<f32>,
+    head2: Packed,
+    head2_b: Vec<f32>,
+    mulaw: MuLaw,
+    /// The audio value of every class.
+    decoded: Vec<f32>,
+}
+
+impl Weights {
+    fn from_raw(raw: &RawModel) -> Result<Self, ModelFileError> {
+        let config = config_from_raw(raw)?;
+        let (r, d, s, c) = (
+            config.residual_channels,
+            config.dilation_channels,
+            config.skip_channels,
+            config.classes,
+        );
+        let packed = |name: &str, rows: usize, cols: usize| {
+            raw_data(raw, name, &[rows, cols]).map(|w| Packed::new(w, rows, cols))
+        };
+        let vector = |name: &str, n: usize| raw_data(raw, name, &[n]).map(<[f32]>::to_vec);
+        let mut layers = Vec::with_capacity(config.num_layers());
+        let mut skip_bias = vec![0.0; s];
+        let mut skip = Vec::with_capacity(config.num_layers() * d * s);
+        for (i, &dilation) in config.dilations.iter().enumerate() {
+            let residual = if config.has_residual(i) {
+                Some((
+                    packed(&format!("layer{i}.residual.weight"), d, r)?,
+                    vector(&format!("layer{i}.residual.bias"), r)?,
+                ))
+            } else {
+                None
+            };
+            for (acc, b) in skip_bias
+                .iter_mut()
+                .zip(raw_data(raw, &format!("layer{i}.skip.bias"), &[s])?)
+            {
+                *acc += b;
+            }
+            skip.extend_from_slice(raw_data(raw, &format!("layer{i}.skip.weight"), &[d, s])?);
+            layers.push(LayerWeights {
+                dilation,
+                filter_gate: packed(&format!("layer{i}.filter_gate.weight"), 2 * r, 2 * d)?,
+                filter_gate_b: vector(&format!("layer{i}.filter_gate.bias"), 2 * d)?,
+                residual,
+            });
+        }
+        let mulaw = MuLaw::new(c)
+            .ok_or_else(|| ModelFileError::InvalidConfig(format!("{c} classes cannot be µ-law levels")))?;
+        Ok(Self {
+            meta: raw.meta.clone(),
+            embedding: raw_data(raw, "embedding.weight", &[c, r])?.to_vec(),
+            skip: Packed::new(&skip, layers.len() * d, s),
+            layers,
+            skip_bias,
+            head1: packed("head1.weight", s, s)?,
+            head1_b: vector("head1.bias", s)?,
+            head2: packed("head2.weight", s, c)?,
+            head2_b: vector("head2.bias", c)?,
+            decoded: (0..c).map(|k| mulaw.decode(k)).collect(),
+            mulaw,
+            config,
+        })
+    }
+
+    fn embedding_row(&self, class: usize) -> &[f32] {
+        let r = self.config.residual_channels;
+        let class = class.min(self.config.classes - 1);
+        &self.embedding[class * r..(class + 1) * r]
+    }
+
+    /// Logits from every layer's gated activations `acts`: summed skip
+    /// outputs, then ReLU, 1x1, ReLU, 1x1.
+    #[inline(always)]
+    fn head<const FMA: bool>(&self, s: &mut Scratch) {
+        let (acts, skip, hidden, logits) = (&s.acts, &mut s.skip, &mut s.hidden, &mut s.logits);
+        skip.copy_from_slice(&self.skip_bias);
+        self.skip.matvec_acc::<FMA>(acts, skip);
+        for v in skip.iter_mut() {
+            *v = v.max(0.0);
+        }
+        hidden.copy_from_slice(&self.head1_b);
+        self.head1.matvec_acc::<FMA>(skip, hidden);
+        for v in hidden.iter_mut() {
+            *v = v.max(0.0);
+        }
+        logits.copy_from_slice(&self.head2_b);
+        self.head2.matvec_acc::<FMA>(hidden, logits);
+    }
+}
+
+/// Scratch activations of one step.
+#[derive(Debug, Clone)]
+struct Scratch {
+    /// `[past input, current input]` of the layer being computed.
+    x2: Vec<f32>,
+    z: Vec<f32>,
+    /// Every layer's gated activation, layer after layer.
+    acts: Vec<f32>,
+    /// One gated activation (the naive sampler's older rows).
+    a: Vec<f32>,
+    skip: Vec<f32>,
+    hidden: Vec<f32>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(c: &WavenetConfig) -> Self {
+        Self {
+            x2: vec![0.0; 2 * c.residual_channels],
+            z: vec![0.0; 2 * c.dilation_channels],
+            acts: vec![0.0; c.num_layers() * c.dilation_channels],
+            a: vec![0.0; c.dilation_channels],
+            skip: vec![0.0; c.skip_channels],
+            hidden: vec![0.0; c.skip_channels],
+            logits: vec![0.0; c.classes],
+            probs: vec![0.0; c.classes],
+        }
+    }
+}
+
+/// The cached (Fast WaveNet) sampler. Build it once, outside the real-time
+/// path; then [`step`](Self::step), [`sample_next`](Self::sample_next),
+/// [`prime`](Self::prime) and [`reset`](Self::reset) never allocate.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    w: Weights,
+    /// Every layer's queue of its last `dilation` inputs, back to back.
+    queues: Vec<f32>,
+    /// Where each layer's queue starts in `queues`.
+    queue_start: Vec<usize>,
+    /// Each layer's oldest entry (the input `dilation` steps back), which is
+    /// also where the current input goes.
+    queue_pos: Vec<usize>,
+    scratch: Scratch,
+    /// Whether any input has been fed since the last reset.
+    fed: bool,
+    fma: bool,
+}
+
+impl Sampler {
+    /// Builds a sampler from a parsed model file, checking kind, config and
+    /// tensor shapes as [`WavenetModel::from_raw`] does.
+    pub fn from_raw(raw: &RawModel) -> Result<Self, ModelFileError> {
+        let w = Weights::from_raw(raw)?;
+        let r = w.config.residual_channels;
+        let mut queue_start = Vec::with_capacity(w.layers.len());
+        let mut total = 0;
+        for l in &w.layers {
+            queue_start.push(total);
+            total += l.dilation * r;
+        }
+        Ok(Self {
+            queues: vec![0.0; total],
+            queue_pos: vec![0; w.layers.len()],
+            queue_start,
+            scratch: Scratch::new(&w.config),
+            fed: false,
+            fma: detect_fma(),
+            w,
+        })
+    }
+
+    /// Builds a sampler from model file bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::from_bytes(bytes)?)
+    }
+
+    /// Loads a sampler from a model file on disk.
+    pub fn load(path: &Path) -> Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::read(path)?)
+    }
+
+    /// Builds a sampler from a candle model in memory (copies its weights).
+    pub fn from_model(model: &WavenetModel) -> Result<Self, ModelFileError> {
+        Self::from_raw(&model.to_raw()?)
+    }
+
+    /// The model's metadata (name, sample rate, training summary).
+    pub fn meta(&self) -> &ModelMeta {
+        &self.w.meta
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &WavenetConfig {
+        &self.w.config
+    }
+
+    /// The rate the model generates at, in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.w.meta.sample_rate
+    }
+
+    /// Samples of context each prediction sees; priming with more than this
+    /// changes nothing.
+    pub fn receptive_field(&self) -> usize {
+        self.w.config.receptive_field()
+    }
+
+    /// The µ-law quantiser of the model's classes.
+    pub fn mulaw(&self) -> MuLaw {
+        self.w.mulaw
+    }
+
+    /// Whether steps run the AVX2/FMA build of the kernels (chosen when the
+    /// sampler is built, from what the CPU supports).
+    pub fn uses_simd_kernels(&self) -> bool {
+        self.fma
+    }
+
+    /// Runs the portable kernels even where AVX2/FMA are available (for
+    /// tests and benchmarks); `false` goes back to what the CPU supports.
+    pub fn force_portable_kernels(&mut self, portable: bool) {
+        self.fma = !portable && detect_fma();
+    }
+
+    /// Forgets all context, as if nothing had been fed.
+    pub fn reset(&mut self) {
+        self.queues.fill(0.0);
+        self.queue_pos.fill(0);
+        self.scratch.logits.fill(0.0);
+        self.fed = false;
+    }
+
+    /// Logits of the next sample's class, as left by the last step (zeros
+    /// before any input).
+    pub fn logits(&self) -> &[f32] {
+        &self.scratch.logits
+    }
+
+    /// Feeds one input class (clamped to the class range) and returns the
+    /// logits of the class of the sample that follows it.
+    pub fn step(&mut self, input_class: usize) -> &[f32] {
+        self.dispatch(input_class, true);
+        &self.scratch.logits
+    }
+
+    /// Teacher-forces the queues with existing audio (µ-law encoded here),
+    /// without sampling; afterwards [`logits`](Self::logits) and
+    /// [`sample_next`](Self::sample_next) continue from its end. Only the
+    /// last receptive field of `audio` matters, and only it is computed.
+    pub fn prime(&mut self, audio: &[f32]) {
+        let mulaw = self.w.mulaw;
+        self.prime_with(audio.iter().map(|&x| mulaw.encode(x)));
+    }
+
+    /// [`prime`](Self::prime) with classes instead of audio.
+    pub fn prime_classes(&mut self, classes: &[usize]) {
+        self.prime_with(classes.iter().copied());
+    }
+
+    fn prime_with(&mut self, classes: impl ExactSizeIterator<Item = usize>) {
+        // No later output depends on anything before the last receptive
+        // field of the priming input (not even on the current state): every
+        // cached value a later step reads lies inside that window and is
+        // computed from it alone. So older input is skipped, which makes
+        // priming with a long file cost one receptive field.
+        let skip = classes.len().saturating_sub(self.receptive_field());
+        let classes = classes.skip(skip);
+        let n = classes.len();
+        for (i, c) in classes.enumerate() {
+            // Only the last input's prediction is ever read, so the skip
+            // path and head are skipped for the others.
+            self.dispatch(c, i + 1 == n);
+        }
+    }
+
+    /// Draws the next sample at `temperature` (0 = always the most likely
+    /// class), feeds it back, and returns its audio value in [-1, 1]. Before
+    /// any input the model is first fed one sample of silence.
+    pub fn sample_next<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> f32 {
+        if !self.fed {
+            let silence = self.w.mulaw.encode(0.0);
+            self.dispatch(silence, true);
+        }
+        let class = self.draw(temperature, rng);
+        self.dispatch(class, true);
+        self.w.decoded[class]
+    }
+
+    /// Generates `out.len()` samples into `out` with [`sample_next`](Self::sample_next).
+    pub fn generate_into<R: Rng>(&mut self, out: &mut [f32], temperature: f32, rng: &mut R) {
+        for v in out.iter_mut() {
+            *v = self.sample_next(temperature, rng);
+        }
+    }
+
+    /// Generates `n` samples (allocates the returned vector).
+    pub fn generate<R: Rng>(&mut self, n: usize, temperature: f32, rng: &mut R) -> Vec<f32> {
+        let mut out = vec![0.0; n];
+        self.generate_into(&mut out, temperature, rng);
+        out
+    }
+
+    fn draw<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
+            return unsafe { self.draw_fma(temperature, rng) };
+        }
+        let s = &mut self.scratch;
+        draw::<PORTABLE_FMA, R>(&s.logits, temperature, &mut s.probs, rng)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn draw_fma<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
+        let s = &mut self.scratch;
+        draw::<true, R>(&s.logits, temperature, &mut s.probs, rng)
+    }
+
+    fn dispatch(&mut self, class: usize, output: bool) {
+        self.fed = true;
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
+            unsafe { self.step_fma(class, output) };
+            return;
+        }
+        self.step_impl::<PORTABLE_FMA>(class, output);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_fma(&mut self, class: usize, output: bool) {
+        self.step_impl::<true>(class, output);
+    }
+
+    /// One pass through the layers. With `output` false only the residual
+    /// stream and the queues advance (teacher forcing).
+    #[inline(always)]
+    fn step_impl<const FMA: bool>(&mut self, class: usize, output: bool) {
+        let w = &self.w;
+        let s = &mut self.scratch;
+        let r = w.config.residual_channels;
+        let d = w.config.dilation_channels;
+        s.x2[r..].copy_from_slice(w.embedding_row(class));
+        for (i, layer) in w.layers.iter().enumerate() {
+            // The oldest queue entry is the input `dilation` steps back; the
+            // current input takes its place.
+            let pos = self.queue_pos[i];
+            let slot = self.queue_start[i] + pos * r;
+            let entry = &mut self.queues[slot..slot + r];
+            let (past, now) = s.x2.split_at_mut(r);
+            past.copy_from_slice(entry);
+            entry.copy_from_slice(now);
+            self.queue_pos[i] = if pos + 1 == layer.dilation { 0 } else { pos + 1 };
+
+            let a = &mut s.acts[i * d..(i + 1) * d];
+            layer.activate::<FMA>(&s.x2, &mut s.z, a);
+            if let Some((res, bias)) = &layer.residual {
+                let now = &mut s.x2[r..];
+                for (h, b) in now.iter_mut().zip(bias) {
+                    *h += b;
+                }
+                res.matvec_acc::<FMA>(a, now);
+            }
+        }
+        if output {
+            w.head::<FMA>(s);
+        }
+    }
+}
+
+/// The reference generator: for every sample it recomputes each layer over
+/// the whole receptive field (the window of the last `receptive_field`
+/// inputs), as a convolutional network without caches would. Same weights
+/// layout and kernels as [`Sampler`], so the two differ only in the
+/// algorithm. Never allocates after construction.
+#[derive(Debug, Clone)]
+pub struct NaiveSampler {
+    w: Weights,
+    /// The last `receptive_field` input classes, oldest first.
+    history: Vec<usize>,
+    /// Inputs fed since the last reset (saturating at the receptive field).
+    seen: usize,
+    /// Each window position's layer input, `[receptive_field, residual]`.
+    window: Vec<f32>,
+    /// For each layer, how many samples before the newest its output is
+    /// still needed: the sum of the later layers' dilations.
+    reach: Vec<usize>,
+    scratch: Scratch,
+    fma: bool,
+}
+
+impl NaiveSampler {
+    /// Builds the reference generator from a parsed model file.
+    pub fn from_raw(raw: &RawModel) -> Result<Self, ModelFileError> {
+        let w = Weights::from_raw(raw)?;
+        let rf = w.config.receptive_field();
+        let mut reach = vec![0; w.layers.len()];
+        let mut later = 0;
+        for (i, l) in w.layers.iter().enumerate().rev() {
+            reach[i] = later;
+            later += l.dilation;
+        }
+        Ok(Self {
+            history: vec![0; rf],
+            seen: 0,
+            window: vec![0.0; rf * w.config.residual_channels],
+            reach,
+            scratch: Scratch::new(&w.config),
+            fma: detect_fma(),
+            w,
+        })
+    }
+
+    /// Builds the reference generator from a candle model in memory.
+    pub fn from_model(model: &WavenetModel) -> Result<Self, ModelFileError> {
+        Self::from_raw(&model.to_raw()?)
+    }
+
+    /// Samples of context each prediction sees.
+    pub fn receptive_field(&self) -> usize {
+        self.w.config.receptive_field()
+    }
+
+    /// Forgets all context.
+    pub fn reset(&mut self) {
+        self.seen = 0;
+        self.scratch.logits.fill(0.0);
+    }
+
+    /// Makes `classes` the context, as if they had been fed after a reset.
+    /// Nothing is computed (the next step recomputes everything anyway),
+    /// so this is cheap.
+    pub fn prime_classes(&mut self, classes: &[usize]) {
+        self.reset();
+        let rf = self.history.len();
+        let recent = &classes[classes.len().saturating_sub(rf)..];
+        self.history[rf - recent.len()..].copy_from_slice(recent);
+        self.seen = recent.len();
+    }
+
+    /// Runs the portable kernels even where AVX2/FMA are available.
+    pub fn force_portable_kernels(&mut self, portable: bool) {
+        self.fma = !portable && detect_fma();
+    }
+
+    /// Feeds one input class and returns the logits of the next sample's
+    /// class, recomputing everything from the stored window.
+    pub fn step(&mut self, input_class: usize) -> &[f32] {
+        let rf = self.history.len();
+        self.history.copy_within(1.., 0);
+        self.history[rf - 1] = input_class;
+        self.seen = (self.seen + 1).min(rf);
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
+            unsafe { self.step_fma() };
+            return &self.scratch.logits;
+        }
+        self.step_impl::<PORTABLE_FMA>();
+        &self.scratch.logits
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_fma(&mut self) {
+        self.step_impl::<true>();
+    }
+
+    #[inline(always)]
+    fn step_impl<const FMA: bool>(&mut self) {
+        let w = &self.w;
+        let s = &mut self.scratch;
+        let r = w.config.residual_channels;
+        let rf = self.history.len();
+        // Window rows before the first input are causal padding: zero in
+        // every layer, never computed.
+        let first = rf - self.seen;
+        self.window[..first * r].fill(0.0);
+        for j in first..rf {
+            self.window[j * r..(j + 1) * r].copy_from_slice(w.embedding_row(self.history[j]));
+        }
+        let dc = w.config.dilation_channels;
+        for (i, (layer, &reach)) in w.layers.iter().zip(&self.reach).enumerate() {
+            let d = layer.dilation;
+            let lo = (rf - 1 - reach).max(first);
+            // Newest first, so row j - d still holds this layer's input
+            // when row j reads it.
+            for j in (lo..rf).rev() {
+                let (past, now) = s.x2.split_at_mut(r);
+                past.copy_from_slice(&self.window[(j - d) * r..(j - d + 1) * r]);
+                now.copy_from_slice(&self.window[j * r..(j + 1) * r]);
+                // Only the newest row's activation feeds the skip path.
+                let a = if j == rf - 1 {
+                    &mut s.acts[i * dc..(i + 1) * dc]
+                } else {
+                    &mut s.a[..]
+                };
+                layer.activate::<FMA>(&s.x2, &mut s.z, a);
+                if let Some((res, bias)) = &layer.residual {
+                    let row = &mut self.window[j * r..(j + 1) * r];
+                    for (h, b) in row.iter_mut().zip(bias) {
+                        *h += b;
+                    }
+                    res.matvec_acc::<FMA>(a, row);
+                }
+            }
+        }
+        w.head::<FMA>(s);
+    }
+}

@@ -1,0 +1,624 @@
+//! The WaveNet: µ-law companding, the candle network, the cached real-time
+//! sampler against the candle full-sequence forward pass and against naive
+//! recomputation, sampling, and the model file.
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reverie_engine::model_file::{ModelFileError, ModelKind, RawModel};
+use reverie_engine::mulaw::{self, MuLaw};
+use reverie_engine::normal_vec;
+use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
+use reverie_engine::sampler::{sample_class, NaiveSampler, Sampler};
+use reverie_engine::wavenet::{dilation_stacks, WavenetConfig, WavenetModel};
+
+const RATE: u32 = 16_000;
+const TOLERANCE: f32 = 1e-4;
+
+fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> WavenetConfig {
+    WavenetConfig {
+        dilations: dilations.to_vec(),
+        residual_channels: r,
+        dilation_channels: d,
+        skip_channels: s,
+        classes,
+    }
+}
+
+/// A randomly initialised model with random (non-zero) biases too, so every
+/// tensor the sampler reads matters.
+fn random_model(config: WavenetConfig, seed: u64) -> WavenetModel {
+    let mut model = WavenetModel::init(config, RATE, seed, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    model.net = model
+        .net
+        .map_tensors(|name, t| {
+            if name.ends_with(".bias") {
+                Tensor::from_vec(normal_vec(&mut rng, t.elem_count(), 0.3), t.shape(), t.device())
+            } else {
+                Ok(t.clone())
+            }
+        })
+        .unwrap();
+    model
+}
+
+fn random_classes(n: usize, classes: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // A random walk looks more like audio than white noise and visits
+    // neighbouring classes, as generated audio does.
+    let mut c = classes as i64 / 2;
+    (0..n)
+        .map(|_| {
+            c = (c + rng.random_range(-9..=9)).clamp(0, classes as i64 - 1);
+            c as usize
+        })
+        .collect()
+}
+
+/// Candle logits `[time][classes]` of one sequence.
+fn candle_logits(model: &WavenetModel, classes: &[usize]) -> Vec<Vec<f32>> {
+    let ids: Vec<u32> = classes.iter().map(|&c| c as u32).collect();
+    let x = Tensor::from_vec(ids, (1, classes.len()), &Device::Cpu).unwrap();
+    let y = model.net.forward(&x).unwrap();
+    assert_eq!(y.dims(), &[1, classes.len(), model.config.classes]);
+    y.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn mulaw_round_trip_is_within_the_quantisation_step() {
+    for classes in [256, 16, 1024] {
+        let q = MuLaw::new(classes).unwrap();
+        let half_step = 1.0 / (classes - 1) as f32;
+        for i in 0..=20_000 {
+            let x = i as f32 / 10_000.0 - 1.0;
+            let c = q.encode(x);
+            assert!(c < classes);
+            let back = q.decode(c);
+            // Half a level in the companded domain ...
+            let err = (q.compress(back) - q.compress(x)).abs();
+            assert!(err <= half_step + 1e-6, "{classes} classes, x={x}: {err}");
+            // ... so in audio the error is within the local quantisation
+            // step: the width of the cell of inputs that share the class.
+            let y = q.compress(back);
+            let cell = q.expand(y + half_step) - q.expand(y - half_step);
+            assert!((back - x).abs() <= cell + 1e-6, "x={x} back={back} cell={cell}");
+        }
+        for c in 0..classes {
+            assert_eq!(q.encode(q.decode(c)), c, "levels survive a round trip");
+            if c > 0 {
+                assert!(q.decode(c) > q.decode(c - 1), "monotonic");
+            }
+        }
+        assert_eq!(q.encode(-1.0), 0);
+        assert_eq!(q.encode(1.0), classes - 1);
+        assert_eq!(q.encode(7.0), classes - 1, "clipped");
+        assert_eq!(q.encode(-7.0), 0, "clipped");
+        assert_eq!(q.encode(f32::NAN), q.encode(0.0), "NaN is silence");
+        assert_eq!(q.decode(classes + 5), 1.0);
+    }
+    // The 8-bit curve resolves quiet signals far more finely than loud ones.
+    assert_eq!(mulaw::encode(0.0), 128);
+    assert!(mulaw::decode(129) - mulaw::decode(128) < 1e-3);
+    assert!(mulaw::decode(255) - mulaw::decode(254) > 0.03);
+    assert!(mulaw::decode(255) - mulaw::decode(254) < 0.05);
+    assert!(MuLaw::new(1).is_none() && MuLaw::new(70_000).is_none());
+}
+
+#[test]
+fn config_defaults_and_receptive_field() {
+    let c = WavenetConfig::default();
+    assert_eq!(c.num_layers(), 20);
+    assert_eq!(c.receptive_field(), 2 * 1023 + 1);
+    assert_eq!(c.macs_per_sample(), 232_448);
+    c.validate().unwrap();
+    let long = dilation_stacks(1, 16_384);
+    assert_eq!(long.len(), 15);
+    assert_eq!(*long.last().unwrap(), 16_384);
+    let seed_like = config(&long, 32, 32, 128, 256);
+    assert_eq!(seed_like.receptive_field(), 32_768);
+    seed_like.validate().unwrap();
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["receptive_field"], 2047);
+    let back: WavenetConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, c);
+    for bad in [
+        config(&[], 4, 4, 4, 16),
+        config(&[1, 0], 4, 4, 4, 16),
+        config(&[1], 0, 4, 4, 16),
+        config(&[1], 4, 4, 4, 1),
+        config(&[1 << 21], 4, 4, 4, 16),
+        config(&[1 << 20; 300], 4096, 4, 4, 16),
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+        assert!(matches!(
+            WavenetModel::init(bad, RATE, 0, &Device::Cpu),
+            Err(ModelFileError::InvalidConfig(_))
+        ));
+    }
+}
+
+/// Several small architectures: powers of two and not, one layer (no
+/// residual convolution at all), the seed's long dilations, channel counts
+/// below, at and above the sampler's 32-column panels, odd sizes.
+fn test_configs() -> Vec<WavenetConfig> {
+    vec![
+        config(&[1, 2, 4, 8], 4, 3, 5, 16),
+        config(&[1, 3, 9, 2, 1], 8, 8, 16, 256),
+        config(&[5], 6, 7, 9, 32),
+        config(&[1, 2, 4, 1, 2, 4], 33, 17, 70, 40),
+        config(&[1, 16, 256], 32, 32, 64, 256),
+        config(&[2, 1], 2, 1, 3, 2),
+    ]
+}
+
+#[test]
+fn sampler_logits_match_candle_at_every_step() {
+    for (k, cfg) in test_configs().into_iter().enumerate() {
+        let rf = cfg.receptive_field();
+        let classes = cfg.classes;
+        for seed in [1, 2] {
+            let model = random_model(cfg.clone(), 10 * k as u64 + seed);
+            // Longer than two receptive fields: the queues wrap around and
+            // the early, partly padded context is forgotten.
+            let seq = random_classes(2 * rf + 37, classes, seed + 100);
+            let expected = candle_logits(&model, &seq);
+            // Guard against a vacuous comparison: the logits must change
+            // with the input.
+            let spread = expected
+                .iter()
+                .map(|l| max_abs_diff(l, &expected[0]))
+                .fold(0.0f32, f32::max);
+            assert!(spread > 0.1, "config {k}: logits hardly move ({spread})");
+            for portable in [false, true] {
+                let mut sampler = Sampler::from_model(&model).unwrap();
+                sampler.force_portable_kernels(portable);
+                let mut worst = 0.0f32;
+                for (t, &c) in seq.iter().enumerate() {
+                    let got = sampler.step(c);
+                    let diff = max_abs_diff(got, &expected[t]);
+                    assert!(
+                        diff <= TOLERANCE,
+                        "config {k} seed {seed} portable {portable} step {t}: {diff}"
+                    );
+                    worst = worst.max(diff);
+                }
+                eprintln!(
+                    "config {k} seed {seed} simd {}: max |sampler - candle| = {worst:.2e}",
+                    sampler.uses_simd_kernels()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_forward_matches_one_sequence_at_a_time() {
+    let model = random_model(config(&[1, 2, 4, 8, 1], 8, 6, 10, 64), 3);
+    let seqs: Vec<Vec<usize>> = (0..3).map(|i| random_classes(40, 64, i)).collect();
+    let ids: Vec<u32> = seqs.iter().flatten().map(|&c| c as u32).collect();
+    let x = Tensor::from_vec(ids, (3, 40), &Device::Cpu).unwrap();
+    let y = model.net.forward(&x).unwrap();
+    assert_eq!(y.dims(), &[3, 40, 64]);
+    for (b, seq) in seqs.iter().enumerate() {
+        let alone = candle_logits(&model, seq);
+        let batched = y.get(b).unwrap().to_vec2::<f32>().unwrap();
+        for t in 0..40 {
+            assert!(max_abs_diff(&alone[t], &batched[t]) <= 1e-5, "batch {b} t {t}");
+        }
+    }
+    // Sequences shorter than the dilations only see the padding.
+    let short = candle_logits(&model, &seqs[0][..3]);
+    assert_eq!(short.len(), 3);
+    // A class index out of range is an error, not a panic.
+    let bad = Tensor::from_vec(vec![3u32, 64], (1, 2), &Device::Cpu).unwrap();
+    assert!(model.net.forward(&bad).is_err());
+    // i64 class indices work too.
+    let ids: Vec<i64> = seqs[0].iter().map(|&c| c as i64).collect();
+    let x = Tensor::from_vec(ids, (1, 40), &Device::Cpu).unwrap();
+    let y = model.net.forward(&x).unwrap().squeeze(0).unwrap();
+    assert_eq!(y.to_vec2::<f32>().unwrap(), candle_logits(&model, &seqs[0]));
+}
+
+#[test]
+fn gradients_reach_every_weight() {
+    let model = random_model(config(&[1, 2, 4], 4, 4, 8, 16), 4);
+    let mut vars = Vec::new();
+    let net = model
+        .net
+        .map_tensors(|name, t| {
+            let v = candle_core::Var::from_tensor(t)?;
+            vars.push((name.to_string(), v.clone()));
+            Ok(v.as_tensor().clone())
+        })
+        .unwrap();
+    assert_eq!(vars.len(), model.config.tensor_shapes().len());
+    let seq = random_classes(33, 16, 5);
+    let ids: Vec<u32> = seq.iter().map(|&c| c as u32).collect();
+    let x = Tensor::from_vec(ids[..32].to_vec(), (1, 32), &Device::Cpu).unwrap();
+    let target = Tensor::from_vec(ids[1..].to_vec(), 32, &Device::Cpu).unwrap();
+    let logits = net.forward(&x).unwrap().squeeze(0).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, v) in &vars {
+        let g = grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm.is_finite() && norm > 0.0, "{name}: gradient norm {norm}");
+    }
+}
+
+#[test]
+fn naive_recomputation_matches_the_cached_sampler() {
+    for cfg in [
+        config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 32),
+        config(&[3, 1, 7], 5, 9, 33, 64),
+    ] {
+        let rf = cfg.receptive_field();
+        let model = random_model(cfg, 6);
+        let mut fast = Sampler::from_model(&model).unwrap();
+        let mut naive = NaiveSampler::from_model(&model).unwrap();
+        assert_eq!(naive.receptive_field(), rf);
+        let seq = random_classes(3 * rf, model.config.classes, 7);
+        for round in 0..2 {
+            for (t, &c) in seq.iter().enumerate() {
+                let a = fast.step(c).to_vec();
+                let b = naive.step(c);
+                let diff = max_abs_diff(&a, b);
+                assert!(diff <= TOLERANCE, "round {round} step {t}: {diff}");
+            }
+            fast.reset();
+            naive.reset();
+        }
+        // Priming the naive generator only records the context.
+        let (head, tail) = seq.split_at(seq.len() - 5);
+        fast.reset();
+        fast.prime_classes(head);
+        naive.prime_classes(head);
+        naive.force_portable_kernels(true);
+        for &c in tail {
+            let a = fast.step(c).to_vec();
+            assert!(max_abs_diff(&a, naive.step(c)) <= TOLERANCE);
+        }
+    }
+}
+
+#[test]
+fn generated_audio_is_what_candle_predicts() {
+    let model = random_model(config(&[1, 2, 4, 8, 16], 8, 8, 16, 256), 8);
+    let mut sampler = Sampler::from_model(&model).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let q = sampler.mulaw();
+    // Generation starts by feeding one sample of silence.
+    let mut fed = vec![q.encode(0.0)];
+    let mut logits = Vec::new();
+    for _ in 0..120 {
+        let x = sampler.sample_next(1.0, &mut rng);
+        assert!((-1.0..=1.0).contains(&x));
+        fed.push(q.encode(x));
+        logits.push(sampler.logits().to_vec());
+    }
+    let expected = candle_logits(&model, &fed);
+    for (t, got) in logits.iter().enumerate() {
+        let diff = max_abs_diff(got, &expected[t + 1]);
+        assert!(diff <= TOLERANCE, "sample {t}: {diff}");
+    }
+    let distinct: std::collections::BTreeSet<_> = fed.iter().collect();
+    assert!(distinct.len() > 5, "sampling at temperature 1 varies");
+}
+
+#[test]
+fn priming_generation_and_reset_are_deterministic() {
+    let model = random_model(config(&[1, 2, 4, 8], 8, 8, 16, 256), 10);
+    let mut sampler = Sampler::from_model(&model).unwrap();
+    let audio: Vec<f32> = (0..200).map(|i| 0.5 * (i as f32 * 0.07).sin()).collect();
+
+    // Priming equals stepping through the same classes.
+    sampler.prime(&audio);
+    let primed = sampler.logits().to_vec();
+    let mut stepped = Sampler::from_model(&model).unwrap();
+    let classes = sampler.mulaw().encode_all(&audio);
+    for &c in &classes {
+        stepped.step(c);
+    }
+    assert_eq!(primed, stepped.logits());
+    let mut by_class = Sampler::from_model(&model).unwrap();
+    by_class.prime_classes(&classes);
+    assert_eq!(primed, by_class.logits());
+    // Priming computes only the last receptive field (200 samples are more
+    // than 16), yet every later step is exactly what stepping through all
+    // of them gives.
+    for c in random_classes(50, 256, 77) {
+        assert_eq!(by_class.step(c), stepped.step(c));
+    }
+    // Priming continues from the current state rather than resetting, and
+    // a long priming input makes the earlier state irrelevant.
+    by_class.prime(&audio[..7]);
+    by_class.prime(&audio);
+    stepped.reset();
+    stepped.prime_classes(&classes);
+    assert_eq!(by_class.logits(), stepped.logits());
+
+    let run = |s: &mut Sampler, seed: u64, t: f32| {
+        s.reset();
+        s.prime(&audio);
+        s.generate(300, t, &mut ChaCha8Rng::seed_from_u64(seed))
+    };
+    let a = run(&mut sampler, 1, 1.0);
+    let b = run(&mut sampler, 1, 1.0);
+    let c = run(&mut sampler, 2, 1.0);
+    assert_eq!(a, b, "same seed, same audio");
+    assert_ne!(a, c, "another seed, other audio");
+    assert_eq!(sampler.logits().len(), 256);
+
+    // Temperature 0 always takes the most likely class.
+    sampler.reset();
+    sampler.prime(&audio);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..50 {
+        let argmax = argmax(sampler.logits());
+        let x = sampler.sample_next(0.0, &mut rng);
+        assert_eq!(x, sampler.mulaw().decode(argmax));
+    }
+
+    // A reset forgets everything: the first steps match a fresh sampler.
+    sampler.reset();
+    assert!(sampler.logits().iter().all(|&v| v == 0.0));
+    let mut fresh = Sampler::from_model(&model).unwrap();
+    for &c in &classes[..20] {
+        assert_eq!(sampler.step(c).to_vec(), fresh.step(c));
+    }
+    // Out-of-range classes are clamped, not a panic.
+    assert_eq!(
+        sampler.step(10_000).to_vec(),
+        fresh.step(255).to_vec(),
+        "clamped to the last class"
+    );
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[test]
+fn sampling_follows_the_tempered_softmax() {
+    let logits = [0.0f32, 1.0, 2.0, -1.0];
+    let mut scratch = [0.0f32; 4];
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for temperature in [1.0f32, 0.5, 2.0] {
+        let z: Vec<f32> = logits.iter().map(|l| (l / temperature).exp()).collect();
+        let total: f32 = z.iter().sum();
+        let mut counts = [0usize; 4];
+        let n = 40_000;
+        for _ in 0..n {
+            counts[sample_class(&logits, temperature, &mut scratch, &mut rng)] += 1;
+        }
+        for i in 0..4 {
+            let freq = counts[i] as f32 / n as f32;
+            let p = z[i] / total;
+            assert!(
+                (freq - p).abs() < 0.01,
+                "T={temperature} class {i}: {freq} vs {p}"
+            );
+        }
+    }
+    for t in [0.0, -1.0, f32::NAN, 1e-40] {
+        assert_eq!(sample_class(&logits, t, &mut scratch, &mut rng), 2);
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("reverie-wavenet-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn model_file_round_trip_gives_identical_logits() {
+    let mut model = random_model(config(&[1, 2, 4, 8, 1, 2, 4, 8], 8, 8, 16, 256), 12);
+    model.meta.name = "test net".into();
+    model.meta.training.description = "unit test".into();
+    model.meta.training.metrics.insert("val_nll".into(), 3.5);
+    let dir = temp_dir("rt");
+    let path = dir.join("w.safetensors");
+    model.save(&path).unwrap();
+
+    let back = WavenetModel::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.meta, model.meta);
+    assert_eq!(back.config, model.config);
+    assert_eq!(back.meta.kind, ModelKind::Wavenet);
+    assert_eq!(back.meta.config["receptive_field"], model.receptive_field());
+    let seq = random_classes(64, 256, 13);
+    assert_eq!(candle_logits(&back, &seq), candle_logits(&model, &seq));
+
+    let mut from_file = Sampler::load(&path).unwrap();
+    let mut in_memory = Sampler::from_model(&model).unwrap();
+    assert_eq!(from_file.sample_rate(), RATE);
+    assert_eq!(from_file.config(), &model.config);
+    assert_eq!(from_file.meta().name, "test net");
+    for &c in &seq {
+        assert_eq!(from_file.step(c).to_vec(), in_memory.step(c));
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(Sampler::from_bytes(&bytes).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tiny_raw() -> RawModel {
+    random_model(config(&[1, 2, 4], 4, 4, 8, 16), 14)
+        .to_raw()
+        .unwrap()
+}
+
+/// Both loaders must reject the bytes the same way; returns the candle
+/// loader's error.
+fn reject(raw: &RawModel) -> ModelFileError {
+    let bytes = raw.to_bytes().unwrap();
+    let sampler_err = Sampler::from_bytes(&bytes).expect_err("the sampler must reject it");
+    let model_err = WavenetModel::from_bytes(&bytes, &Device::Cpu).expect_err("must be rejected");
+    assert_eq!(
+        std::mem::discriminant(&sampler_err),
+        std::mem::discriminant(&model_err),
+        "{sampler_err} vs {model_err}"
+    );
+    model_err
+}
+
+#[test]
+fn a_perception_model_is_the_wrong_kind() {
+    let perception = PerceptionConfig {
+        window: 2_000,
+        frontend_filters: 8,
+        frontend_kernel: 100,
+        frontend_stride: 20,
+        channels: vec![8, 8],
+        kernel: 3,
+        pool: vec![true, false, false],
+        bn_eps: 1e-5,
+    };
+    let model =
+        PerceptionModel::init(perception, RATE, vec!["a".into(), "b".into()], 0, &Device::Cpu).unwrap();
+    let raw = model.to_raw().unwrap();
+    let err = reject(&raw);
+    assert!(
+        matches!(
+            err,
+            ModelFileError::WrongKind {
+                expected: ModelKind::Wavenet,
+                found: ModelKind::Perception
+            }
+        ),
+        "{err}"
+    );
+    // And the other way round.
+    let bytes = tiny_raw().to_bytes().unwrap();
+    let err = PerceptionModel::from_bytes(&bytes, &Device::Cpu).unwrap_err();
+    assert!(matches!(
+        err,
+        ModelFileError::WrongKind {
+            expected: ModelKind::Perception,
+            found: ModelKind::Wavenet
+        }
+    ));
+}
+
+#[test]
+fn wrong_or_missing_tensors_are_rejected() {
+    let mut raw = tiny_raw();
+    let (_, data) = raw.tensors.remove("layer1.skip.weight").unwrap();
+    raw.tensors
+        .insert("layer1.skip.weight".into(), (vec![8, 4], data.clone()));
+    match reject(&raw) {
+        ModelFileError::WrongShape {
+            name,
+            expected,
+            found,
+        } => {
+            assert_eq!(name, "layer1.skip.weight");
+            assert_eq!(expected, vec![4, 8]);
+            assert_eq!(found, vec![8, 4]);
+        }
+        other => panic!("{other}"),
+    }
+
+    let mut raw = tiny_raw();
+    raw.tensors.remove("head2.bias");
+    assert!(matches!(reject(&raw), ModelFileError::MissingTensor(n) if n == "head2.bias"));
+
+    // The last layer has no residual convolution; a middle one must.
+    let mut raw = tiny_raw();
+    assert!(!raw.tensors.contains_key("layer2.residual.weight"));
+    raw.tensors.remove("layer0.residual.bias");
+    assert!(matches!(reject(&raw), ModelFileError::MissingTensor(_)));
+
+    // Channel counts in the config that the tensors do not have.
+    let mut raw = tiny_raw();
+    raw.meta.config["skip_channels"] = 9.into();
+    assert!(matches!(reject(&raw), ModelFileError::WrongShape { .. }));
+}
+
+#[test]
+fn inconsistent_configs_are_rejected() {
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "receptive field that does not match the dilations",
+            Box::new(|c| c["receptive_field"] = 9.into()),
+        ),
+        (
+            "dilations changed but not the receptive field",
+            Box::new(|c| c["dilations"] = serde_json::json!([1, 2, 8])),
+        ),
+        (
+            "no receptive field",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("receptive_field");
+            }),
+        ),
+        (
+            "zero dilation",
+            Box::new(|c| {
+                c["dilations"] = serde_json::json!([1, 0, 4]);
+                c["receptive_field"] = 6.into();
+            }),
+        ),
+        (
+            "absurd dilation (must not exhaust memory)",
+            Box::new(|c| {
+                c["dilations"] = serde_json::json!([1, 2, 1u64 << 40]);
+                c["receptive_field"] = ((1u64 << 40) + 4).into();
+            }),
+        ),
+        ("one class", Box::new(|c| c["classes"] = 1.into())),
+        ("no channels", Box::new(|c| c["residual_channels"] = 0.into())),
+        ("not an object", Box::new(|c| *c = serde_json::json!("big"))),
+        ("negative", Box::new(|c| c["skip_channels"] = (-8).into())),
+    ];
+    for (what, edit) in edits {
+        let mut raw = tiny_raw();
+        edit(&mut raw.meta.config);
+        let err = reject(&raw);
+        assert!(matches!(err, ModelFileError::InvalidConfig(_)), "{what}: {err}");
+        eprintln!("{what}: {err}");
+    }
+}
+
+#[test]
+fn the_default_model_builds_and_runs() {
+    let model = WavenetModel::init(WavenetConfig::default(), RATE, 0, &Device::Cpu).unwrap();
+    assert_eq!(model.receptive_field(), 2047);
+    let n: usize = model
+        .net
+        .named_tensors()
+        .iter()
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    let expected: usize = model
+        .config
+        .tensor_shapes()
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    assert_eq!(n, expected);
+    let mut sampler = Sampler::from_model(&model).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let audio = sampler.generate(500, 1.0, &mut rng);
+    assert!(audio.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+    let logits = candle_logits(&model, &[128; 4]);
+    assert!(logits.iter().flatten().all(|v| v.is_finite()));
+    assert_eq!(
+        model.net.embedding.dtype(),
+        DType::F32,
+        "weights are f32 like every model file"
+    );
+}

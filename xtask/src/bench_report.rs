@@ -55,9 +55,42 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
         println!("| {} | {:.3} ms | {} |", r.name, r.median_ns / 1e6, thr);
     }
     let median = |name: &str| rows.iter().find(|r| r.name == name);
+    println!();
+    let rtf = |r: &Row, rate: f64| r.elements.unwrap_or(0.0) / rate / (r.median_ns * 1e-9);
     if let Some(r) = median("stream/dream_48k_default") {
-        let rtf = r.elements.unwrap_or(0.0) / 48_000.0 / (r.median_ns * 1e-9);
-        println!("\ndream real-time factor at 48 kHz, default settings: {rtf:.1}x");
+        println!(
+            "dream real-time factor at 48 kHz, default settings (engine): {:.1}x",
+            rtf(r, 48_000.0)
+        );
+    }
+    if let Some(r) = median("session/offline_4s_48k") {
+        println!(
+            "dream real-time factor with the plugin's session running: {:.1}x",
+            rtf(r, 48_000.0)
+        );
+    }
+    if let Some(r) = median("process/block64_stereo_48k") {
+        let budget_ns = 64.0 / 48_000.0 * 1e9;
+        println!(
+            "process(): {:.3}% of a 64-sample block's real-time budget",
+            100.0 * r.median_ns / budget_ns
+        );
+    }
+    if let Some(r) = median("wavenet_default/cached_sampler") {
+        println!(
+            "WaveNet sampler real-time factor at 16 kHz: {:.1}x",
+            rtf(r, 16_000.0)
+        );
+        for other in [
+            "wavenet_default/naive_recompute",
+            "wavenet_default/candle_per_step",
+        ] {
+            if let Some(o) = median(other) {
+                let speedup =
+                    (r.elements.unwrap_or(0.0) / r.median_ns) / (o.elements.unwrap_or(0.0) / o.median_ns);
+                println!("  {speedup:.0}x faster than {other}");
+            }
+        }
     }
     if let (Some(f), Some(b)) = (median("window/forward"), median("window/forward_backward_step")) {
         println!(

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod plot;
 pub mod render;
 pub mod train;
+pub mod wavenet_train;
 
 pub use dataset::{load_dataset, Clip, Dataset, DatasetConfig, DatasetError, SkippedFile, SourceFile, Split};
 pub use decode::{decode_mono, DecodeError, MonoAudio};

@@ -981,15 +981,15 @@ fn drums(ctx: &Context, rng: &mut ChaCha8Rng, start: f64, notes: &mut Vec<Note>)
         };
         if hand {
             if let Some(key) = hand_pattern[s] {
-                hit(key, if s % 4 == 0 { 10.0 } else { 0.0 }, rng);
+                hit(key, if s.is_multiple_of(4) { 10.0 } else { 0.0 }, rng);
             }
         } else if bar % 4 == fill_bar && s >= 12 {
             hit(TOMS[(s - 12 + bar) % TOMS.len()], 5.0, rng);
         } else {
-            if s == 0 && bar % 4 == 0 && rng.random_bool(0.4) {
+            if s == 0 && bar.is_multiple_of(4) && rng.random_bool(0.4) {
                 hit(49, 10.0, rng);
             }
-            if s % 8 == 0 || rng.random_bool(kick_extra * f64::from(u8::from(s % 2 == 0))) {
+            if s.is_multiple_of(8) || rng.random_bool(kick_extra * f64::from(u8::from(s.is_multiple_of(2)))) {
                 hit(if rng.random_bool(0.5) { 36 } else { 35 }, 10.0, rng);
             }
             if s == 4 || s == 12 {
@@ -997,8 +997,8 @@ fn drums(ctx: &Context, rng: &mut ChaCha8Rng, start: f64, notes: &mut Vec<Note>)
             } else if rng.random_bool(0.08) {
                 hit(38, -30.0, rng);
             }
-            if s % hat_every == 0 {
-                hit(cymbal, if s % 4 == 0 { 0.0 } else { -15.0 }, rng);
+            if s.is_multiple_of(hat_every) {
+                hit(cymbal, if s.is_multiple_of(4) { 0.0 } else { -15.0 }, rng);
             }
         }
         t += step;

@@ -6,8 +6,12 @@ mod cuda_toolchain;
 mod dataset_cmd;
 mod demo;
 mod dream;
+mod filters_cmd;
+mod generate_cmd;
 mod init_model;
 mod models;
+mod train_cmd;
+mod train_wavenet_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +22,21 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; the size of the largest arguments struct does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Dream on a WAV file (Audio DeepDream) and write the result.
     Dream(dream::DreamArgs),
     /// Render a labelled training dataset (e.g. `dataset instruments --out DIR`).
     Dataset(dataset_cmd::DatasetArgs),
+    /// Train a network: `train dreamer` (perception) or `train wavenet`.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Draw the first-layer filters' spectra of a perception model as a PNG.
+    Filters(filters_cmd::FiltersArgs),
+    /// Generate audio with a WaveNet (default: the embedded one).
+    Generate(generate_cmd::GenerateArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
@@ -38,11 +51,24 @@ enum Command {
     CudaToolchain(cuda_toolchain::CudaToolchainArgs),
 }
 
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The perception network the dreamer listens through (a classifier).
+    Dreamer(train_cmd::TrainArgs),
+    /// The autoregressive WaveNet the plugin generates with.
+    Wavenet(train_wavenet_cmd::TrainWavenetArgs),
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dream(args) => dream::run(&args),
         Command::Dataset(args) => dataset_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
+        Command::Train(TrainCommand::Dreamer(args)) => train_cmd::run(&args),
+        Command::Train(TrainCommand::Wavenet(args)) => train_wavenet_cmd::run(&args),
+        Command::Filters(args) => filters_cmd::run(&args),
+        Command::Generate(args) => generate_cmd::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),
         Command::Bundle(args) => bundle::bundle(&args),

@@ -1,0 +1,266 @@
+//! What the first layer listens for: the magnitude spectrum of every
+//! first-layer kernel, sorted by dominant frequency and drawn as an image
+//! (x = filter, sorted; y = frequency, low at the bottom; brightness =
+//! magnitude in dB), as in figures 2 and 3 of the Audio DeepDream paper.
+
+use std::sync::Arc;
+
+use reverie_engine::perception::PerceptionModel;
+use rustfft::num_complex::Complex32;
+use rustfft::FftPlanner;
+
+use crate::plot::{text_height, text_width, Image, Rgb};
+
+/// Why the spectra could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum FiltersError {
+    /// The first-layer weights could not be read.
+    #[error("cannot read the first-layer weights: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// There are no kernels, or they are empty.
+    #[error("the model's first layer has no filters")]
+    Empty,
+}
+
+/// Magnitude spectra of a set of kernels, sorted by dominant frequency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterSpectra {
+    /// Sample rate the kernels run at, in Hz.
+    pub sample_rate: u32,
+    /// FFT length (kernels are zero-padded to it).
+    pub fft_len: usize,
+    /// Original index of each sorted filter.
+    pub order: Vec<usize>,
+    /// Frequency of each sorted filter's strongest bin, in Hz.
+    pub peak_hz: Vec<f32>,
+    /// Per sorted filter: magnitude in dB relative to its own peak, for bins
+    /// `0..fft_len / 2` (DC up to just below Nyquist).
+    pub db: Vec<Vec<f32>>,
+}
+
+impl FilterSpectra {
+    /// Number of frequency bins per filter.
+    pub fn bins(&self) -> usize {
+        self.fft_len / 2
+    }
+
+    /// Centre frequency of bin `b`, in Hz.
+    pub fn bin_hz(&self, b: usize) -> f32 {
+        b as f32 * self.sample_rate as f32 / self.fft_len as f32
+    }
+}
+
+/// The first layer's kernels of a perception model, one `Vec` per filter.
+pub fn first_layer_kernels(model: &PerceptionModel) -> Result<Vec<Vec<f32>>, FiltersError> {
+    let w = &model.net.convs[0];
+    let (filters, _, kernel) = w.dims3()?;
+    let flat = w.flatten_all()?.to_vec1::<f32>()?;
+    Ok((0..filters)
+        .map(|f| flat[f * kernel..(f + 1) * kernel].to_vec())
+        .collect())
+}
+
+/// The FFT length used when none is given: a power of two at least as long
+/// as the kernel and at least 256, so short kernels still get a smooth
+/// spectrum.
+pub fn default_fft_len(kernel: usize) -> usize {
+    kernel.next_power_of_two().max(256)
+}
+
+/// Spectra of `kernels` (zero-padded to `fft_len`, no window: the layer
+/// applies the kernel as it is), normalised per filter and sorted by the
+/// frequency of their strongest bin (ties keep the original order).
+pub fn filter_spectra(
+    kernels: &[Vec<f32>],
+    sample_rate: u32,
+    fft_len: usize,
+) -> Result<FilterSpectra, FiltersError> {
+    let kernel = kernels.first().map(Vec::len).unwrap_or(0);
+    if kernel == 0 {
+        return Err(FiltersError::Empty);
+    }
+    let fft_len = fft_len.max(kernel).max(2);
+    let fft: Arc<dyn rustfft::Fft<f32>> = FftPlanner::new().plan_fft_forward(fft_len);
+    let bins = fft_len / 2;
+    let mut spectra: Vec<(usize, usize, Vec<f32>)> = kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut buf = vec![Complex32::new(0.0, 0.0); fft_len];
+            for (b, &v) in buf.iter_mut().zip(k) {
+                b.re = v;
+            }
+            fft.process(&mut buf);
+            let mag: Vec<f32> = buf[..bins].iter().map(|c| c.norm()).collect();
+            let (peak_bin, peak) =
+                mag.iter().enumerate().fold(
+                    (0, 0.0f32),
+                    |best, (b, &m)| if m > best.1 { (b, m) } else { best },
+                );
+            // An all-zero kernel has no peak; keep it at 0 dB rather than
+            // dividing by zero.
+            let reference = if peak > 0.0 { peak } else { 1.0 };
+            let db = mag
+                .iter()
+                .map(|&m| 20.0 * (m / reference).max(1e-10).log10())
+                .collect();
+            (i, peak_bin, db)
+        })
+        .collect();
+    spectra.sort_by_key(|&(i, peak_bin, _)| (peak_bin, i));
+    let hz = |b: usize| b as f32 * sample_rate as f32 / fft_len as f32;
+    Ok(FilterSpectra {
+        sample_rate,
+        fft_len,
+        order: spectra.iter().map(|s| s.0).collect(),
+        peak_hz: spectra.iter().map(|s| hz(s.1)).collect(),
+        db: spectra.into_iter().map(|s| s.2).collect(),
+    })
+}
+
+/// How to draw the spectra.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterImageOptions {
+    /// Pixels per filter column.
+    pub column_width: usize,
+    /// Magnitude (dB below each filter's peak) drawn as black.
+    pub floor_db: f32,
+    /// Whether to add a title, a frequency axis and an x label around the
+    /// spectra. Without, the image is exactly the spectra:
+    /// `filters * column_width` by `fft_len / 2` pixels.
+    pub labels: bool,
+}
+
+impl Default for FilterImageOptions {
+    fn default() -> Self {
+        Self {
+            column_width: 3,
+            floor_db: -60.0,
+            labels: true,
+        }
+    }
+}
+
+/// Margins around the spectra when labels are drawn: left, right, top, bottom.
+const MARGINS: (usize, usize, usize, usize) = (64, 12, 34, 34);
+const FONT: i64 = 2;
+
+/// Draws the spectra (see [`FilterImageOptions::labels`] for the size).
+pub fn render_filters(spectra: &FilterSpectra, opts: &FilterImageOptions) -> Image {
+    let cw = opts.column_width.max(1);
+    let bins = spectra.bins();
+    let plot_w = spectra.db.len() * cw;
+    let (l, r, t, b) = if opts.labels { MARGINS } else { (0, 0, 0, 0) };
+    let mut img = Image::new(plot_w + l + r, bins + t + b, [0, 0, 0]);
+    let floor = opts.floor_db.min(-1e-3);
+    for (col, db) in spectra.db.iter().enumerate() {
+        for (bin, &v) in db.iter().enumerate() {
+            let level = ((v - floor) / -floor).clamp(0.0, 1.0);
+            let colour = heat(level);
+            // Low frequencies at the bottom, as on a spectrogram.
+            let y = (t + bins - 1 - bin) as i64;
+            for dx in 0..cw {
+                img.set((l + col * cw + dx) as i64, y, colour);
+            }
+        }
+    }
+    if opts.labels {
+        draw_labels(&mut img, spectra, plot_w, opts.floor_db);
+    }
+    img
+}
+
+fn draw_labels(img: &mut Image, spectra: &FilterSpectra, plot_w: usize, floor_db: f32) {
+    let (l, _, t, _) = MARGINS;
+    let ink = [230, 230, 230];
+    let bins = spectra.bins();
+    let nyquist_khz = spectra.sample_rate as f64 / 2000.0;
+    for tick in crate::plot::nice_ticks(0.0, nyquist_khz, 6) {
+        let bin = tick / nyquist_khz * bins as f64;
+        let y = (t + bins) as i64 - 1 - bin.round() as i64;
+        img.line((l as i64 - 5, y), (l as i64 - 1, y), 1, ink);
+        let label = format!("{tick}");
+        let x = l as i64 - 8 - text_width(&label, FONT);
+        img.text(x, y - text_height(FONT) / 2, &label, FONT, ink);
+    }
+    img.text(4, 4, "KHZ", FONT, ink);
+    let title = format!("first-layer filters, magnitude in dB (0 to {floor_db:.0})");
+    img.text(l as i64, 10, &title, FONT, ink);
+    let x_label = format!("{} filters sorted by peak frequency", spectra.db.len());
+    let y = (t + bins) as i64 + 12;
+    img.text(
+        l as i64 + (plot_w as i64 - text_width(&x_label, FONT)) / 2,
+        y,
+        &x_label,
+        FONT,
+        ink,
+    );
+}
+
+/// Maps 0..1 to black, violet, red, orange, pale yellow: brightness rises
+/// steadily, so the image reads as a grey-scale too.
+fn heat(v: f32) -> Rgb {
+    const STOPS: [[f32; 3]; 5] = [
+        [0.0, 0.0, 0.0],
+        [60.0, 15.0, 110.0],
+        [180.0, 40.0, 100.0],
+        [245.0, 125.0, 40.0],
+        [252.0, 245.0, 180.0],
+    ];
+    let x = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f32;
+    let mut out = [0u8; 3];
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = (STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])).round() as u8;
+    }
+    out
+}
+
+/// Band-pass first-layer kernels: `filters` Hann-windowed sinusoids at
+/// mel-spaced centre frequencies from 40 Hz to 90% of Nyquist, in pairs of
+/// cosine and sine phase so that ReLU and max pooling can follow the band's
+/// envelope whatever the signal's phase. Each window is as long as the band
+/// is narrow (at most the kernel), centred in the kernel. Every kernel has
+/// the L2 norm of a He-normal one (sqrt(2)), so the optimiser's step sizes
+/// mean the same as with a random start.
+///
+/// Raw-audio networks learn band-pass filters like these anyway (the seed
+/// paper's figures 2 and 3); starting from them saves most of the steps a
+/// random first layer needs to get there.
+pub fn bandpass_kernels(filters: usize, kernel: usize, sample_rate: u32) -> Vec<Vec<f32>> {
+    let sr = f64::from(sample_rate);
+    let mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
+    let hz = |m: f64| 700.0 * (10f64.powf(m / 2595.0) - 1.0);
+    let bands = filters.div_ceil(2).max(1);
+    let (lo, hi) = (mel(40.0f64.min(0.1 * sr)), mel(0.45 * sr));
+    let centre = |i: f64| hz(lo + (hi - lo) * i / bands.max(2).saturating_sub(1) as f64);
+    (0..filters)
+        .map(|f| {
+            let band = f / 2;
+            let fc = centre(band as f64);
+            // The band reaches halfway to its neighbours; a Hann window of
+            // length L passes about 2 sr / L around its centre.
+            let width = (centre(band as f64 + 0.5) - centre(band as f64 - 0.5))
+                .abs()
+                .max(1.0);
+            let len = ((2.0 * sr / width).round() as usize).clamp(8.min(kernel), kernel);
+            let start = (kernel - len) / 2;
+            let phase = if f % 2 == 0 {
+                0.0
+            } else {
+                std::f64::consts::FRAC_PI_2
+            };
+            let mut k = vec![0.0f64; kernel];
+            for (n, v) in k[start..start + len].iter_mut().enumerate() {
+                let w = 0.5 - 0.5 * (std::f64::consts::TAU * (n as f64 + 0.5) / len as f64).cos();
+                let t = (n as f64 - len as f64 / 2.0) / sr;
+                *v = w * (std::f64::consts::TAU * fc * t + phase).cos();
+            }
+            let norm = k.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            k.iter()
+                .map(|v| (v / norm * std::f64::consts::SQRT_2) as f32)
+                .collect()
+        })
+        .collect()
+}

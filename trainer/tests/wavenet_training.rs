@@ -1,0 +1,468 @@
+//! WaveNet training on a tiny network and synthetic tones: the loss falls
+//! with both optimisers, clipping bounds the gradient, a resumed run
+//! matches an uninterrupted one, the run folder fills up, and bad input
+//! gets clear errors.
+
+use std::path::Path;
+
+use candle_core::{Device, Var};
+use rand::SeedableRng;
+use reverie_engine::model_file::ModelKind;
+use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+use reverie_trainer::train::{RunOptions, RunOutcome};
+use reverie_trainer::wavenet_train::{
+    adam, clip_grad_norm, file_chunks, grad_norm, read_wavenet_config, rmsprop, valid_logits, Chunk,
+    QuietWavenet, WavenetCheckpoint, WavenetData, WavenetDataSource, WavenetRunOptions, WavenetTrainConfig,
+    WavenetTrainError, WavenetTrainer, CHECKPOINT_FILE, CSV_HEADER, LOSS_PLOT_FILE, METRICS_FILE,
+    SAMPLES_DIR,
+};
+
+const RATE: u32 = 8_000;
+
+fn tiny_config(classes: usize) -> WavenetConfig {
+    WavenetConfig {
+        dilations: vec![1, 2, 4, 8],
+        residual_channels: 8,
+        dilation_channels: 8,
+        skip_channels: 16,
+        classes,
+    }
+}
+
+fn tiny_model(classes: usize, seed: u64) -> WavenetModel {
+    WavenetModel::init(tiny_config(classes), RATE, seed, &Device::Cpu).unwrap()
+}
+
+/// A few sine tones (a fundamental and a weaker octave), 0.25 s each.
+fn tones(freqs: &[f32]) -> Vec<Vec<f32>> {
+    freqs
+        .iter()
+        .map(|&f| {
+            (0..2000)
+                .map(|n| {
+                    let w = std::f32::consts::TAU * f * n as f32 / RATE as f32;
+                    0.5 * w.sin() + 0.2 * (2.0 * w).sin()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn tone_data() -> WavenetData {
+    WavenetData::from_signals(RATE, tones(&[220.0, 330.0, 440.0]), tones(&[275.0]))
+}
+
+fn tiny_train_config() -> WavenetTrainConfig {
+    WavenetTrainConfig {
+        epochs: 50,
+        batch_size: 2,
+        chunk_len: 400,
+        lr: 3e-3,
+        warmup_steps: 0,
+        optimizer: adam(),
+        clip_norm: 1.0,
+        eval_every: 0,
+        val_chunks: 4,
+        sample_every: 0,
+        sample_seconds: 0.1,
+        ..WavenetTrainConfig::default()
+    }
+}
+
+fn weights(trainer: &WavenetTrainer) -> Vec<Vec<f32>> {
+    trainer
+        .vars()
+        .iter()
+        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+fn trains_down(config: WavenetTrainConfig) {
+    let data = tone_data();
+    let mut trainer = WavenetTrainer::new(tiny_model(64, 1), config, &data).unwrap();
+    // Validation on the held-out tone: a fixed measure before and after.
+    let before = trainer.evaluate().unwrap().unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        losses.push(trainer.step().unwrap().loss);
+    }
+    let after = trainer.evaluate().unwrap().unwrap();
+    let first: f32 = losses[..3].iter().sum::<f32>() / 3.0;
+    let last: f32 = losses[losses.len() - 3..].iter().sum::<f32>() / 3.0;
+    eprintln!("train loss {first:.3} -> {last:.3}, validation {before:.3} -> {after:.3}");
+    assert!(last < first - 0.3, "training loss {first} -> {last}");
+    assert!(after < before - 0.3, "validation NLL {before} -> {after}");
+}
+
+#[test]
+fn a_few_adam_steps_lower_the_loss() {
+    trains_down(tiny_train_config());
+}
+
+#[test]
+fn a_few_rmsprop_steps_lower_the_loss() {
+    trains_down(WavenetTrainConfig {
+        optimizer: rmsprop(),
+        lr: 1e-3,
+        warmup_steps: 5,
+        ..tiny_train_config()
+    });
+}
+
+#[test]
+fn clipping_bounds_the_global_gradient_norm() {
+    let data = tone_data();
+    let model = tiny_model(64, 2);
+    let mut collected: Vec<Var> = Vec::new();
+    let net = model
+        .net
+        .map_tensors(|_, t| {
+            let v = Var::from_tensor(t)?;
+            collected.push(v.clone());
+            Ok(v.as_tensor().clone())
+        })
+        .unwrap();
+    let mulaw = reverie_engine::mulaw::MuLaw::new(64).unwrap();
+    let classes: Vec<u32> = data.train[0].samples[..300]
+        .iter()
+        .map(|&x| mulaw.encode(x) as u32)
+        .collect();
+    let x = candle_core::Tensor::from_vec(classes[..299].to_vec(), (1, 299), &Device::Cpu).unwrap();
+    let y = candle_core::Tensor::from_vec(classes[1..].to_vec(), 299, &Device::Cpu).unwrap();
+    let logits = net.forward(&x).unwrap().reshape((299, 64)).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+    let mut grads = loss.backward().unwrap();
+    let raw = grad_norm(&grads, &collected).unwrap();
+    let max = raw / 10.0;
+    let reported = clip_grad_norm(&mut grads, &collected, max).unwrap();
+    let clipped = grad_norm(&grads, &collected).unwrap();
+    eprintln!("norm {raw:.4} clipped to {clipped:.6} (max {max:.6})");
+    assert!((reported - raw).abs() < 1e-9, "returns the norm before clipping");
+    assert!(clipped <= max, "{clipped} > {max}");
+    assert!(
+        clipped > 0.99 * max,
+        "clipping scales down to the bound, not below it"
+    );
+    // A bound above the norm changes nothing.
+    let again = clip_grad_norm(&mut grads, &collected, 10.0 * max).unwrap();
+    assert!((grad_norm(&grads, &collected).unwrap() - again).abs() < 1e-9);
+}
+
+#[test]
+fn the_trainer_reports_the_norm_before_clipping() {
+    let data = tone_data();
+    let config = WavenetTrainConfig {
+        clip_norm: 1e-3,
+        ..tiny_train_config()
+    };
+    let mut trainer = WavenetTrainer::new(tiny_model(64, 3), config, &data).unwrap();
+    let r = trainer.step().unwrap();
+    assert!(
+        r.grad_norm > 1e-3,
+        "an untrained model's gradient is larger than the tiny bound"
+    );
+}
+
+#[test]
+fn checkpoint_and_resume_continue_exactly() {
+    let data = tone_data();
+    // 3 files of 2000 samples in chunks of 400, batches of 2: 8 steps per
+    // epoch, so 10 steps cross an epoch boundary (a new file order).
+    let config = WavenetTrainConfig {
+        optimizer: rmsprop(),
+        lr: 1e-3,
+        warmup_steps: 3,
+        ..tiny_train_config()
+    };
+    let (n, k) = (10, 4);
+    let mut straight = WavenetTrainer::new(tiny_model(64, 4), config.clone(), &data).unwrap();
+    assert_eq!(straight.steps_per_epoch(), 8);
+    for _ in 0..n {
+        straight.step().unwrap();
+    }
+
+    let mut first = WavenetTrainer::new(tiny_model(64, 4), config, &data).unwrap();
+    for _ in 0..k {
+        first.step().unwrap();
+    }
+    let bytes = first.checkpoint().unwrap().to_bytes().unwrap();
+    drop(first);
+    let checkpoint = WavenetCheckpoint::from_bytes(&bytes, Path::new("mem"), &Device::Cpu).unwrap();
+    assert_eq!(checkpoint.progress.step, k);
+    let mut resumed = WavenetTrainer::from_checkpoint(checkpoint, &data).unwrap();
+    assert!(!resumed.data_changed(&data));
+    for _ in k..n {
+        resumed.step().unwrap();
+    }
+
+    assert_eq!(resumed.progress().step, straight.progress().step);
+    assert_eq!(resumed.progress().epoch, 1);
+    let worst = weights(&straight)
+        .iter()
+        .zip(weights(&resumed))
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect::<Vec<_>>())
+        .fold(0.0f32, f32::max);
+    eprintln!("largest weight difference after resuming: {worst:e}");
+    assert!(worst <= 1e-6, "resumed weights differ by {worst}");
+}
+
+#[test]
+fn an_untrained_model_scores_about_ln_256_nats() {
+    let data = tone_data();
+    let trainer = WavenetTrainer::new(tiny_model(256, 5), tiny_train_config(), &data).unwrap();
+    let nll = trainer.evaluate().unwrap().unwrap();
+    eprintln!(
+        "untrained validation NLL {nll:.3} nats (ln 256 = {:.3})",
+        256f64.ln()
+    );
+    assert!(nll.is_finite());
+    assert!((nll - 256f64.ln()).abs() < 0.6, "{nll}");
+}
+
+#[test]
+fn the_run_folder_gets_metrics_a_plot_samples_and_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let model_out = dir.path().join("model.safetensors");
+    let data = tone_data();
+    let config = WavenetTrainConfig {
+        eval_every: 2,
+        sample_every: 3,
+        sample_seconds: 0.05,
+        ..tiny_train_config()
+    };
+    let mut trainer = WavenetTrainer::new(tiny_model(64, 6), config, &data).unwrap();
+    let opts = WavenetRunOptions {
+        run: RunOptions {
+            dir: Some(run_dir.clone()),
+            checkpoint_every: 4,
+            stop: None,
+            max_steps: Some(7),
+        },
+        model_out: Some(model_out.clone()),
+        model_name: "tones".into(),
+        description: "test run".into(),
+    };
+    let outcome = trainer.run(&data, &opts, &mut QuietWavenet).unwrap();
+    assert_eq!(outcome, RunOutcome::Stopped);
+    assert_eq!(trainer.progress().step, 7);
+
+    let csv = std::fs::read_to_string(run_dir.join(METRICS_FILE)).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], CSV_HEADER);
+    // Rows at steps 2, 4, 6 and the final one at 7.
+    let steps: Vec<&str> = lines[1..].iter().map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(steps, ["2", "4", "6", "7"], "{csv}");
+    for line in &lines[1..] {
+        let val: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
+        assert!(val.is_finite() && val > 0.0, "{line}");
+    }
+    let png = std::fs::read(run_dir.join(LOSS_PLOT_FILE)).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    for step in [3, 6] {
+        let stem = run_dir.join(SAMPLES_DIR).join(format!("step-{step:08}"));
+        let wav = hound::WavReader::open(stem.with_extension("wav")).unwrap();
+        assert_eq!(wav.spec().sample_rate, RATE);
+        assert_eq!(wav.len(), (0.05 * RATE as f32) as u32);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap()).unwrap();
+        assert_eq!(json["step"], step);
+        assert_eq!(json["model"]["dilations"], serde_json::json!([1, 2, 4, 8]));
+        assert_eq!(json["prime"]["set"], "validation");
+        assert_eq!(json["training"]["sample_every"], 3);
+    }
+    assert!(!run_dir.join(SAMPLES_DIR).join("step-00000007.wav").exists());
+
+    let checkpoint = WavenetCheckpoint::load(&run_dir.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
+    assert_eq!(checkpoint.progress.step, 7);
+    let model = WavenetModel::load(&model_out, &Device::Cpu).unwrap();
+    assert_eq!(model.meta.kind, ModelKind::Wavenet);
+    assert_eq!(model.meta.name, "tones");
+    assert_eq!(model.meta.training.steps, 7);
+    assert!(model.meta.training.metrics.contains_key("val_nll"));
+    // The engine's sampler loads both the model and the checkpoint.
+    reverie_engine::sampler::Sampler::load(&model_out).unwrap();
+    reverie_engine::sampler::Sampler::load(&run_dir.join(CHECKPOINT_FILE)).unwrap();
+}
+
+#[test]
+fn the_training_forward_pass_matches_the_engine() {
+    // Uneven dilations and channel counts, random biases: every weight counts.
+    let config = WavenetConfig {
+        dilations: vec![1, 2, 4, 8, 1, 3],
+        residual_channels: 6,
+        dilation_channels: 5,
+        skip_channels: 7,
+        classes: 32,
+    };
+    let mut model = WavenetModel::init(config, RATE, 11, &Device::Cpu).unwrap();
+    let mut seed = 0u64;
+    model.net = model
+        .net
+        .map_tensors(|_, t| {
+            seed += 1;
+            let noise = reverie_engine::normal_vec(
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+                t.elem_count(),
+                0.3,
+            );
+            t + candle_core::Tensor::from_vec(noise, t.shape(), t.device())?
+        })
+        .unwrap();
+    let field = model.receptive_field();
+    let (batch, time) = (3, field - 1 + 50);
+    let classes: Vec<u32> = (0..batch * time).map(|i| ((i * 7919) % 97 % 32) as u32).collect();
+    let x = candle_core::Tensor::from_vec(classes, (batch, time), &Device::Cpu).unwrap();
+    let engine = model.net.forward(&x).unwrap().narrow(1, field - 1, 50).unwrap();
+    let ours = valid_logits(&model.net, &x).unwrap();
+    assert_eq!(ours.dims(), &[batch, 50, 32]);
+    let diff = (engine - ours)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    eprintln!("largest logit difference to the engine's forward pass: {diff:e}");
+    assert!(diff < 1e-4, "{diff}");
+    let short = candle_core::Tensor::zeros((1, field - 1), candle_core::DType::U32, &Device::Cpu).unwrap();
+    assert!(
+        valid_logits(&model.net, &short).is_err(),
+        "shorter than the receptive field"
+    );
+}
+
+#[test]
+fn chunks_cover_every_sample_in_order() {
+    let c = file_chunks(2, 1000, 400);
+    let starts: Vec<i64> = c.iter().map(|c| c.start).collect();
+    assert_eq!(starts, [0, 400, 600]);
+    assert!(c.iter().all(|c| c.file == 2));
+    assert_eq!(file_chunks(0, 800, 400).len(), 2);
+    // Shorter than a chunk: one chunk padded with silence before the file.
+    assert_eq!(file_chunks(0, 100, 400), [Chunk { file: 0, start: -300 }]);
+    assert!(file_chunks(0, 0, 400).is_empty());
+}
+
+#[test]
+fn a_short_file_still_trains() {
+    let data = WavenetData::from_signals(RATE, vec![vec![0.1; 50]], vec![]);
+    let mut trainer = WavenetTrainer::new(tiny_model(64, 7), tiny_train_config(), &data).unwrap();
+    assert!(trainer.step().unwrap().loss.is_finite());
+    assert_eq!(trainer.evaluate().unwrap(), None, "no held-out audio");
+}
+
+fn write_tone(path: &Path, freq: f32, rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..rate / 4 {
+        let v = 0.3 * (std::f32::consts::TAU * freq * n as f32 / rate as f32).sin();
+        w.write_sample((v * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn a_folder_is_read_recursively_resampled_normalised_and_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    std::fs::create_dir_all(&nested).unwrap();
+    write_tone(&dir.path().join("flat.wav"), 300.0, 16_000);
+    write_tone(&nested.join("deep.wav"), 400.0, 22_050);
+    write_tone(&dir.path().join("a").join("mid.wav"), 500.0, 8_000);
+    std::fs::write(dir.path().join("notes.txt"), "not audio").unwrap();
+    std::fs::write(dir.path().join("broken.wav"), "not a wav").unwrap();
+    let source = WavenetDataSource {
+        val_fraction: 0.3,
+        ..WavenetDataSource::new(dir.path().to_path_buf(), RATE)
+    };
+    let data = source.load().unwrap();
+    assert_eq!(data.train.len() + data.val.len(), 3);
+    assert_eq!(data.val.len(), 1);
+    assert_eq!(data.skipped.len(), 1, "the broken WAV is skipped with a reason");
+    for f in data.train.iter().chain(&data.val) {
+        assert!((f.samples.len() as i64 - 2000).abs() <= 2, "{}", f.samples.len());
+        let peak = f.samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((peak - 0.95).abs() < 1e-3, "peak {peak}");
+    }
+    let again = source.load().unwrap();
+    assert_eq!(again, data, "loading is deterministic");
+}
+
+#[test]
+fn clear_errors_for_missing_or_empty_data_and_bad_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = WavenetDataSource::new(dir.path().join("nope"), RATE)
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(missing, WavenetTrainError::DataMissing { .. }),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("does not exist"));
+
+    std::fs::write(dir.path().join("readme.txt"), "hello").unwrap();
+    let empty = WavenetDataSource::new(dir.path().to_path_buf(), RATE)
+        .load()
+        .unwrap_err();
+    assert!(matches!(empty, WavenetTrainError::NoAudio { .. }), "{empty}");
+    assert!(empty.to_string().contains("no .wav"));
+
+    std::fs::write(dir.path().join("bad.wav"), "garbage").unwrap();
+    let unreadable = WavenetDataSource::new(dir.path().to_path_buf(), RATE)
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(unreadable, WavenetTrainError::Unreadable { .. }),
+        "{unreadable}"
+    );
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"definitely not safetensors").unwrap();
+    let e = WavenetCheckpoint::load(&garbage, &Device::Cpu).unwrap_err();
+    assert!(matches!(e, WavenetTrainError::CheckpointModel { .. }), "{e}");
+
+    let plain = dir.path().join("model.safetensors");
+    tiny_model(64, 8).save(&plain).unwrap();
+    let e = WavenetCheckpoint::load(&plain, &Device::Cpu).unwrap_err();
+    assert!(matches!(e, WavenetTrainError::NotACheckpoint { .. }), "{e}");
+    eprintln!("{e}");
+
+    let absent = WavenetCheckpoint::load(&dir.path().join("absent.safetensors"), &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(absent, WavenetTrainError::CheckpointIo { .. }),
+        "{absent}"
+    );
+}
+
+#[test]
+fn an_architecture_file_may_leave_out_the_receptive_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arch.json");
+    std::fs::write(
+        &path,
+        r#"{"dilations":[1,2,4],"residual_channels":4,"dilation_channels":4,"skip_channels":8,"classes":32}"#,
+    )
+    .unwrap();
+    assert_eq!(read_wavenet_config(&path).unwrap().receptive_field(), 8);
+    std::fs::write(
+        &path,
+        r#"{"dilations":[1,2,4],"residual_channels":4,"dilation_channels":4,"skip_channels":8,"classes":32,"receptive_field":9}"#,
+    )
+    .unwrap();
+    assert!(read_wavenet_config(&path).is_err());
+}
+
+#[test]
+fn a_wrong_rate_is_refused() {
+    let data = WavenetData::from_signals(16_000, tones(&[220.0]), vec![]);
+    let e = WavenetTrainer::new(tiny_model(64, 9), tiny_train_config(), &data).unwrap_err();
+    assert!(matches!(e, WavenetTrainError::RateMismatch { .. }), "{e}");
+}

@@ -1,0 +1,191 @@
+//! `cargo xtask generate`: let a WaveNet dream up audio, sample by sample,
+//! with the engine's cached real-time sampler, optionally continuing a
+//! recording (`--prime`), and write it as a WAV file.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reverie_engine::sampler::Sampler;
+
+/// Arguments of `cargo xtask generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// WaveNet model file (from `cargo xtask train wavenet`); default: the
+    /// WaveNet embedded in this build.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Seconds of audio to generate.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// Audio to continue (any .wav/.flac/.mp3/.ogg): the model is primed with
+    /// its last receptive field, resampled to the model rate. Without it the
+    /// model starts from silence.
+    #[arg(long)]
+    pub prime: Option<PathBuf>,
+    /// Also write the priming audio before the generated audio.
+    #[arg(long, requires = "prime")]
+    pub keep_prime: bool,
+    /// Sampling temperature: 1 samples the model's distribution, lower is
+    /// more conservative, 0 always takes the most likely sample.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Seed of the random sampling: the same seed gives the same audio.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output WAV file (mono, 16-bit).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Sample rate of the output in Hz; default: the model's own rate.
+    #[arg(long)]
+    pub rate: Option<u32>,
+}
+
+/// Samples generated between progress-bar updates (a tenth of a second at
+/// 16 kHz): often enough to move smoothly, rarely enough to cost nothing.
+const BLOCK: usize = 1600;
+
+/// Runs `cargo xtask generate`.
+pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    check_args(args)?;
+    let mut sampler = load_sampler(args)?;
+    let model_rate = sampler.sample_rate();
+    let out_rate = args.rate.unwrap_or(model_rate);
+
+    let prime = match &args.prime {
+        Some(path) => Some(load_prime(path, model_rate)?),
+        None => None,
+    };
+    if let Some(p) = &prime {
+        let field = sampler.receptive_field().min(p.len());
+        eprintln!(
+            "primed with the last {field} samples ({:.0} ms) of the priming audio",
+            1000.0 * field as f64 / f64::from(model_rate)
+        );
+        sampler.prime(p);
+    }
+
+    let n = (args.seconds * f64::from(model_rate)).round() as usize;
+    let audio = generate(&mut sampler, n, args.temperature, args.seed);
+    let mut audio = match (&prime, args.keep_prime) {
+        (Some(p), true) => [p.as_slice(), &audio].concat(),
+        _ => audio,
+    };
+    if out_rate != model_rate {
+        audio = reverie_engine::resample::resample_clip(&audio, model_rate, out_rate)
+            .with_context(|| format!("resampling from {model_rate} Hz to {out_rate} Hz"))?;
+    }
+    audio.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+    write_wav(args, audio, out_rate)
+}
+
+fn check_args(args: &GenerateArgs) -> anyhow::Result<()> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
+        bail!(
+            "--seconds must be more than 0 and at most 3600 (got {})",
+            args.seconds
+        );
+    }
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        bail!("--temperature must be 0 or more (got {})", args.temperature);
+    }
+    if let Some(rate) = args.rate {
+        if !(1000..=384_000).contains(&rate) {
+            bail!("--rate must be between 1000 and 384000 Hz (got {rate})");
+        }
+    }
+    Ok(())
+}
+
+fn load_sampler(args: &GenerateArgs) -> anyhow::Result<Sampler> {
+    let sampler = match &args.model {
+        Some(path) => {
+            if !path.is_file() {
+                bail!(
+                    "the model file {} does not exist; train one with `cargo xtask train wavenet --data DIR --out {}` or leave out --model to use the built-in WaveNet",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Sampler::load(path).with_context(|| format!("loading the WaveNet {}", path.display()))?
+        }
+        None => reverie_engine::defaults::wavenet().context("loading the built-in WaveNet")?,
+    };
+    let meta = sampler.meta();
+    eprintln!(
+        "model: {} ({} layers, receptive field {} samples = {:.0} ms at {} Hz, {} steps of training)",
+        meta.name,
+        sampler.config().num_layers(),
+        sampler.receptive_field(),
+        1000.0 * sampler.receptive_field() as f64 / f64::from(sampler.sample_rate()),
+        sampler.sample_rate(),
+        meta.training.steps
+    );
+    Ok(sampler)
+}
+
+/// The priming audio, decoded, mixed to mono and resampled to the model rate.
+fn load_prime(path: &std::path::Path, rate: u32) -> anyhow::Result<Vec<f32>> {
+    if !path.is_file() {
+        bail!("the priming file {} does not exist", path.display());
+    }
+    let audio = reverie_trainer::decode_mono(path)?;
+    let samples = reverie_engine::resample::resample_clip(&audio.samples, audio.sample_rate, rate)
+        .with_context(|| format!("resampling {} to {rate} Hz", path.display()))?;
+    if samples.is_empty() {
+        bail!("the priming file {} holds no audio", path.display());
+    }
+    Ok(samples)
+}
+
+/// `n` samples in blocks, with a progress bar.
+fn generate(sampler: &mut Sampler, n: usize, temperature: f32, seed: u64) -> Vec<f32> {
+    let rate = f64::from(sampler.sample_rate());
+    let bar = ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template("{spinner} generating [{bar:40}] {msg} {percent}%, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = vec![0.0f32; n];
+    let started = Instant::now();
+    for block in out.chunks_mut(BLOCK) {
+        sampler.generate_into(block, temperature, &mut rng);
+        bar.inc(block.len() as u64);
+        let done = bar.position() as f64 / rate;
+        bar.set_message(format!(
+            "{done:.1} s, {:.1}x real time",
+            done / started.elapsed().as_secs_f64().max(1e-9)
+        ));
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "generated {:.1} s in {secs:.1} s ({:.1}x real time)",
+        n as f64 / rate,
+        n as f64 / rate / secs.max(1e-9)
+    );
+    out
+}
+
+fn write_wav(args: &GenerateArgs, audio: Vec<f32>, rate: u32) -> anyhow::Result<()> {
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let seconds = audio.len() as f64 / f64::from(rate);
+    let wav = reverie_engine::wav::Audio {
+        channels: vec![audio],
+        spec: hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    };
+    reverie_engine::wav::write(&args.out, &wav)?;
+    println!("wrote {} ({seconds:.2} s at {rate} Hz)", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,561 @@
+//! `cargo xtask train wavenet`: train the generative WaveNet (seed 004) on a
+//! folder of audio and write a model file, keeping metrics, a loss plot,
+//! checkpoints and a library of generated samples in a run folder. Ctrl-C
+//! finishes the current step, validates, saves a checkpoint and the model
+//! so far, and exits; `--resume` continues exactly.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
+use reverie_trainer::wavenet_train::{
+    adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, WavenetCheckpoint, WavenetData,
+    WavenetDataSource, WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions, WavenetStep,
+    WavenetTrainConfig, WavenetTrainer, CHECKPOINT_FILE,
+};
+
+/// Optimiser choice on the command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum WavenetOptimizerArg {
+    /// RMSprop, as seed 004 trained with.
+    Rmsprop,
+    /// Adam (no weight decay).
+    Adam,
+}
+
+/// Learning-rate schedule on the command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum WavenetScheduleArg {
+    /// Constant after warm-up.
+    Constant,
+    /// Cosine decay to zero at the last epoch.
+    Cosine,
+}
+
+/// Arguments of `cargo xtask train wavenet`.
+#[derive(clap::Args, Debug)]
+pub struct TrainWavenetArgs {
+    /// Folder of audio (*.wav, *.flac, *.mp3, *.ogg, searched recursively).
+    /// Optional with --resume, which remembers it.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where to write the trained model file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Continue from a checkpoint (a run folder's checkpoint.safetensors).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// First render this many solo piano phrases into --data when it holds
+    /// no audio yet (General MIDI SoundFont; deterministic for --seed).
+    #[arg(long, value_name = "N")]
+    pub render_piano: Option<usize>,
+    /// Length of each rendered piano phrase in seconds.
+    #[arg(long, default_value_t = 4.0)]
+    pub piano_seconds: f32,
+    /// Architecture as a JSON file (the `config` object of a WaveNet model
+    /// file; receptive_field may be left out). Default: 1..512 twice, 32
+    /// residual and dilation channels, 128 skip channels, 256 classes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Passes over the training audio [default: 100]. With --resume, the
+    /// new total.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Chunks per step [default: 4].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Scored samples per chunk; each chunk also reads the receptive field
+    /// before it [default: 8000].
+    #[arg(long)]
+    pub chunk: Option<usize>,
+    /// Optimiser [default: rmsprop].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<WavenetOptimizerArg>,
+    /// Learning rate [default: 0.001].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    pub schedule: Option<WavenetScheduleArg>,
+    /// Steps of linear learning-rate warm-up [default: 200].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Clip the global gradient norm to this (0: no clipping) [default: 1].
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Seed of the weights, the file order and the generated samples
+    /// [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sample rate the audio is resampled to and the model runs at.
+    #[arg(long, default_value_t = 16_000)]
+    pub rate: u32,
+    /// Fraction of the files held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f32,
+    /// Peak each file is normalised to (0: keep the levels).
+    #[arg(long, default_value_t = 0.95)]
+    pub normalize_peak: f32,
+    /// Run folder for metrics.csv, loss.png, samples/ and
+    /// checkpoint.safetensors [default: runs/<name of --out>, or the
+    /// checkpoint's folder with --resume].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Save a checkpoint (and the model so far, to --out) every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Validate and add a row to metrics.csv every N steps (0: only at the
+    /// end) [default: 500].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Validate on at most this many chunks of the held-out files.
+    #[arg(long)]
+    pub val_chunks: Option<usize>,
+    /// Write a generated sample (WAV + JSON) into the run folder's samples/
+    /// every N steps (0: never) [default: 1000].
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Seconds of each generated sample [default: 2].
+    #[arg(long)]
+    pub sample_seconds: Option<f32>,
+    /// Sampling temperature of the generated samples [default: 1].
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Stop after this many steps in all, as if interrupted (checkpoint and
+    /// model are saved); e.g. to measure throughput.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Name stored in the model file [default: from --out].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Train on the GPU when this build has CUDA support and one is present.
+    #[arg(long)]
+    pub gpu: bool,
+}
+
+/// Runs `cargo xtask train wavenet`.
+pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
+    let compute = reverie_engine::device::select(args.gpu);
+    let (mut trainer, data, run_dir) = match &args.resume {
+        Some(path) => resume(args, path, &compute.device)?,
+        None => start(args, &compute.device)?,
+    };
+    apply_schedule_flags(args, &mut trainer);
+    describe(&trainer, &data, &compute.description, &run_dir);
+
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.out
+            .file_stem()
+            .map_or_else(|| "wavenet".into(), |s| s.to_string_lossy().into_owned())
+    });
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let opts = WavenetRunOptions {
+        run: RunOptions {
+            dir: Some(run_dir.clone()),
+            checkpoint_every: args.checkpoint_every,
+            stop: Some(interrupt_flag()?),
+            max_steps: args.max_steps,
+        },
+        model_out: Some(args.out.clone()),
+        model_name: name.clone(),
+        description: description(&trainer, &data),
+    };
+    let mut bar = Bar::new();
+    let outcome = trainer.run(&data, &opts, &mut bar)?;
+    bar.bar.finish_and_clear();
+
+    let mut model = trainer.finish(description(&trainer, &data))?;
+    model.meta.name = name;
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+    report(&trainer, outcome, &model, args, &run_dir);
+    Ok(())
+}
+
+/// A fresh run: render piano if asked, load the data, build the model.
+fn start(
+    args: &TrainWavenetArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<(WavenetTrainer, WavenetData, PathBuf)> {
+    let Some(root) = &args.data else {
+        bail!("--data DIR is needed (a folder of .wav/.flac/.mp3/.ogg files); add --render-piano N to render solo piano into it first");
+    };
+    if let Some(clips) = args.render_piano {
+        render_if_empty(root, clips, args)?;
+    }
+    let source = WavenetDataSource {
+        val_fraction: args.val_fraction,
+        normalize_peak: args.normalize_peak,
+        ..WavenetDataSource::new(
+            std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()),
+            args.rate,
+        )
+    };
+    let data = load(&source)?;
+    let net = match &args.config {
+        Some(path) => read_wavenet_config(path)?,
+        None => WavenetConfig::default(),
+    };
+    let config = train_config(args);
+    let model = WavenetModel::init(net, args.rate, config.seed, device)?;
+    let mut trainer = WavenetTrainer::new(model, config, &data)?;
+    trainer.set_source(source);
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        let stem = args
+            .out
+            .file_stem()
+            .map_or_else(|| "wavenet".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("runs").join(stem)
+    });
+    Ok((trainer, data, run_dir))
+}
+
+/// The training settings from the flags and the defaults.
+fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
+    let d = WavenetTrainConfig::default();
+    WavenetTrainConfig {
+        epochs: args.epochs.unwrap_or(d.epochs),
+        batch_size: args.batch.unwrap_or(d.batch_size),
+        chunk_len: args.chunk.unwrap_or(d.chunk_len),
+        lr: args.lr.unwrap_or(d.lr),
+        schedule: match args.schedule {
+            Some(WavenetScheduleArg::Cosine) => LrSchedule::Cosine,
+            Some(WavenetScheduleArg::Constant) => LrSchedule::Constant,
+            None => d.schedule,
+        },
+        warmup_steps: args.warmup.unwrap_or(d.warmup_steps),
+        optimizer: match args.optimizer {
+            Some(WavenetOptimizerArg::Adam) => adam(),
+            Some(WavenetOptimizerArg::Rmsprop) | None => rmsprop(),
+        },
+        clip_norm: args.clip.unwrap_or(d.clip_norm),
+        seed: args.seed.unwrap_or(d.seed),
+        val_chunks: args.val_chunks.unwrap_or(d.val_chunks),
+        ..d
+    }
+}
+
+/// The flags a resumed run may change too (they do not change the weights).
+fn apply_schedule_flags(args: &TrainWavenetArgs, trainer: &mut WavenetTrainer) {
+    // A fresh run's config already holds the defaults, a resumed one the
+    // checkpoint's values: either way a flag overrides.
+    trainer.set_schedule(|c| {
+        c.epochs = args.epochs.unwrap_or(c.epochs);
+        c.eval_every = args.eval_every.unwrap_or(c.eval_every);
+        c.sample_every = args.sample_every.unwrap_or(c.sample_every);
+        c.sample_seconds = args.sample_seconds.unwrap_or(c.sample_seconds);
+        c.sample_temperature = args.temperature.unwrap_or(c.sample_temperature);
+    });
+}
+
+/// A resumed run: the checkpoint's settings, its data unless --data
+/// overrides the folder.
+fn resume(
+    args: &TrainWavenetArgs,
+    path: &Path,
+    device: &candle_core::Device,
+) -> anyhow::Result<(WavenetTrainer, WavenetData, PathBuf)> {
+    if !path.is_file() {
+        bail!(
+            "the checkpoint {} does not exist; pass the checkpoint.safetensors of a run folder",
+            path.display()
+        );
+    }
+    let checkpoint = WavenetCheckpoint::load(path, device)?;
+    for (flag, given) in [
+        ("--batch", args.batch.is_some()),
+        ("--chunk", args.chunk.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--warmup", args.warmup.is_some()),
+        ("--clip", args.clip.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--config", args.config.is_some()),
+        ("--val-chunks", args.val_chunks.is_some()),
+        ("--render-piano", args.render_piano.is_some()),
+    ] {
+        if given {
+            eprintln!(
+                "note: {flag} is ignored with --resume; the run continues with the checkpoint's settings"
+            );
+        }
+    }
+    let mut source = match (&checkpoint.progress.source, &args.data) {
+        (Some(s), _) => s.clone(),
+        (None, Some(root)) => WavenetDataSource::new(root.clone(), checkpoint.model.meta.sample_rate),
+        (None, None) => bail!("the checkpoint does not say where its data is; pass --data DIR"),
+    };
+    if let Some(root) = &args.data {
+        source.root = root.clone();
+    }
+    let data = load(&source)?;
+    let mut trainer = WavenetTrainer::from_checkpoint(checkpoint, &data)?;
+    if trainer.data_changed(&data) {
+        eprintln!(
+            "warning: the audio in {} differs from what the checkpoint was trained on; training continues, but not exactly as the original run would have",
+            source.root.display()
+        );
+    }
+    trainer.set_source(source);
+    eprintln!(
+        "resuming from {} at step {} (epoch {})",
+        path.display(),
+        trainer.progress().step,
+        trainer.progress().epoch
+    );
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    });
+    Ok((trainer, data, run_dir))
+}
+
+/// Renders solo piano into `root` unless it already holds audio.
+fn render_if_empty(root: &Path, clips: usize, args: &TrainWavenetArgs) -> anyhow::Result<()> {
+    if root.is_dir() && !find_audio_files(root)?.is_empty() {
+        eprintln!(
+            "note: {} already holds audio; not rendering piano (empty it to render again)",
+            root.display()
+        );
+        return Ok(());
+    }
+    if clips == 0 {
+        bail!("--render-piano needs at least 1 clip");
+    }
+    let bar = ProgressBar::new(clips as u64).with_style(
+        ProgressStyle::with_template("{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    render_piano(
+        root,
+        clips,
+        args.piano_seconds,
+        args.rate,
+        args.seed.unwrap_or(0),
+        &|| bar.inc(1),
+    )
+    .with_context(|| format!("rendering solo piano into {}", root.display()))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "rendered {clips} piano phrases of {} s into {} in {:.1} s",
+        args.piano_seconds,
+        root.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn load(source: &WavenetDataSource) -> anyhow::Result<WavenetData> {
+    eprintln!("loading {} ...", source.root.display());
+    let started = Instant::now();
+    let data = source
+        .load()
+        .with_context(|| format!("loading the audio in {}", source.root.display()))?;
+    if let Some(s) = data.skipped.first() {
+        eprintln!(
+            "skipped {} unreadable files, e.g. {}: {}",
+            data.skipped.len(),
+            s.path.display(),
+            s.reason
+        );
+    }
+    let (train, val) = data.seconds();
+    eprintln!(
+        "data: {} training files ({train:.0} s), {} validation files ({val:.0} s) at {} Hz, loaded in {:.1} s",
+        data.train.len(),
+        data.val.len(),
+        data.sample_rate,
+        started.elapsed().as_secs_f64()
+    );
+    if data.val.is_empty() {
+        eprintln!("warning: no validation files (it takes 2+ files and --val-fraction > 0); validation NLL cannot be measured and samples are primed from training audio");
+    }
+    Ok(data)
+}
+
+fn describe(trainer: &WavenetTrainer, data: &WavenetData, device: &str, run_dir: &Path) {
+    let m = trainer.model();
+    let c = trainer.config();
+    let params: usize = m.net.named_tensors().iter().map(|(_, t)| t.elem_count()).sum();
+    eprintln!(
+        "model: {} layers (dilations up to {}), {}/{}/{} residual/dilation/skip channels, {} classes, receptive field {} samples ({:.0} ms), {params} parameters",
+        m.config.num_layers(),
+        m.config.dilations.iter().max().copied().unwrap_or(0),
+        m.config.residual_channels,
+        m.config.dilation_channels,
+        m.config.skip_channels,
+        m.config.classes,
+        m.receptive_field(),
+        1000.0 * m.receptive_field() as f64 / f64::from(data.sample_rate)
+    );
+    eprintln!(
+        "training on {device}: {} epochs of {} steps, batch {} x {} samples, {} lr {} ({:?}, warm-up {}), clip {}, seed {}; run folder {}",
+        c.epochs,
+        trainer.steps_per_epoch(),
+        c.batch_size,
+        c.chunk_len,
+        c.optimizer.kind,
+        c.lr,
+        c.schedule,
+        c.warmup_steps,
+        c.clip_norm,
+        c.seed,
+        run_dir.display()
+    );
+}
+
+fn description(trainer: &WavenetTrainer, data: &WavenetData) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let c = trainer.config();
+    let root = trainer
+        .progress()
+        .source
+        .as_ref()
+        .map_or_else(|| "?".into(), |s| s.root.display().to_string());
+    let (train, val) = data.seconds();
+    format!(
+        "`cargo xtask {}` on {root} ({train:.0} s training / {val:.0} s validation audio): {} lr {}, batch {} x {}, clip {}, seed {}",
+        args.join(" "),
+        c.optimizer.kind,
+        c.lr,
+        c.batch_size,
+        c.chunk_len,
+        c.clip_norm,
+        c.seed
+    )
+}
+
+fn report(
+    trainer: &WavenetTrainer,
+    outcome: RunOutcome,
+    model: &WavenetModel,
+    args: &TrainWavenetArgs,
+    run_dir: &Path,
+) {
+    let m = &model.meta.training.metrics;
+    let nll = m.get("val_nll").map_or_else(
+        || "n/a".into(),
+        |v| format!("{v:.4} nats ({:.4} bits) per sample", v / std::f64::consts::LN_2),
+    );
+    println!(
+        "{} after {} steps in {:.0} s: validation NLL {nll}; throughput {:.0} samples/s",
+        if outcome == RunOutcome::Finished {
+            "finished"
+        } else {
+            "stopped"
+        },
+        model.meta.training.steps,
+        model.meta.training.seconds,
+        trainer.samples_per_second()
+    );
+    println!("wrote {} (run folder {})", args.out.display(), run_dir.display());
+    if outcome == RunOutcome::Stopped {
+        println!(
+            "resume with: cargo xtask train wavenet --resume {} --out {}",
+            run_dir.join(CHECKPOINT_FILE).display(),
+            args.out.display()
+        );
+    }
+}
+
+/// Steps between progress lines when there is no terminal to draw a bar on
+/// (e.g. a background run writing to a log file).
+const LOG_EVERY: u64 = 20;
+
+/// A progress bar with the smoothed loss, and validation results above it;
+/// without a terminal, a progress line every [`LOG_EVERY`] steps instead.
+struct Bar {
+    bar: ProgressBar,
+    smoothed: Option<f32>,
+    /// Since the last progress line: when it was printed, samples trained.
+    since_line: (Instant, usize),
+}
+
+impl Bar {
+    fn new() -> Self {
+        Self {
+            bar: ProgressBar::hidden(),
+            smoothed: None,
+            since_line: (Instant::now(), 0),
+        }
+    }
+
+    /// Prints above the bar; a hidden bar (output not a terminal, e.g. a
+    /// log file) drops the text, so then it goes to stderr directly.
+    fn say(&self, text: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+}
+
+impl WavenetObserver for Bar {
+    fn started(&mut self, progress: &WavenetProgress, total_steps: u64) {
+        self.bar = ProgressBar::new(total_steps).with_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] step {pos}/{len} {msg}, ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        self.bar.set_position(progress.step);
+        self.since_line = (Instant::now(), 0);
+    }
+
+    fn step(&mut self, r: &WavenetStep) {
+        // Single-batch losses jump around too much to read.
+        let s = self.smoothed.map_or(r.loss, |s| 0.95 * s + 0.05 * r.loss);
+        self.smoothed = Some(s);
+        self.bar.set_position(r.step);
+        let status = format!("loss {s:.3} nats, |g| {:.2}, lr {:.1e}", r.grad_norm, r.lr);
+        self.since_line.1 += r.samples;
+        if self.bar.is_hidden() && r.step.is_multiple_of(LOG_EVERY) {
+            let secs = self.since_line.0.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "step {} / {}: {status}, {:.0} samples/s",
+                r.step,
+                self.bar.length().unwrap_or(0),
+                self.since_line.1 as f64 / secs
+            );
+            self.since_line = (Instant::now(), 0);
+        }
+        self.bar.set_message(status);
+    }
+
+    fn evaluating(&mut self) {
+        self.bar.set_message("validating ...");
+    }
+
+    fn metrics(&mut self, m: &WavenetMetrics) {
+        self.say(format!(
+            "step {:>7} (epoch {:.2}): train {:.4} | validation {:.4} nats ({:.3} bits) per sample | |g| {:.3} | {:.0} samples/s",
+            m.step,
+            m.epoch,
+            m.train_nll,
+            m.val_nll,
+            m.val_nll / std::f64::consts::LN_2,
+            m.grad_norm,
+            m.samples_per_second
+        ));
+    }
+
+    fn sample(&mut self, wav: &Path) {
+        self.say(format!("generated {}", wav.display()));
+    }
+
+    fn checkpoint(&mut self, path: &Path) {
+        if self.bar.is_hidden() {
+            eprintln!("checkpoint {}", path.display());
+        }
+    }
+}

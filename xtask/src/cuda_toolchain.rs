@@ -320,8 +320,11 @@ fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
             std::fs::remove_file(link)?;
         }
     }
-    std::os::unix::fs::symlink(target, link)
-        .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
+    #[cfg(unix)]
+    let made = std::os::unix::fs::symlink(target, link);
+    #[cfg(not(unix))]
+    let made: std::io::Result<()> = Err(std::io::ErrorKind::Unsupported.into());
+    made.with_context(|| format!("linking {} -> {}", link.display(), target.display()))
 }
 
 fn assemble_root(wheel_root: &Path, root: &Path) -> anyhow::Result<()> {
@@ -444,6 +447,9 @@ fn build_driver_stub(root: &Path) -> anyhow::Result<usize> {
     }
     let c_file = stubs.join("libcuda_stub.c");
     let so = stubs.join("libcuda.so");
+    // The real driver's name, so the loader finds the stub where we ask it to
+    // (only ever for CPU-fallback runs on machines without a driver).
+    symlink(Path::new("libcuda.so"), &stubs.join("libcuda.so.1"))?;
     if std::fs::read_to_string(&c_file).ok().as_deref() == Some(source.as_str()) && so.is_file() {
         println!("  {} is up to date", so.display());
         return Ok(names.len());
@@ -463,9 +469,6 @@ fn build_driver_stub(root: &Path) -> anyhow::Result<usize> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The real driver's name, so the loader finds the stub where we ask it to
-    // (only ever for CPU-fallback runs on machines without a driver).
-    symlink(Path::new("libcuda.so"), &stubs.join("libcuda.so.1"))?;
     println!("  {}", so.display());
     Ok(names.len())
 }

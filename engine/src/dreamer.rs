@@ -133,7 +133,10 @@ impl DreamTarget {
         let class = (0..classes).map(|class| DreamTarget::Class { class });
         let contrast = (0..classes)
             .filter(|_| classes > 1)
-            .map(|class| DreamTarget::Contrast { class, against: Against::Others });
+            .map(|class| DreamTarget::Contrast {
+                class,
+                against: Against::Others,
+            });
         layers.chain(class).chain(contrast).collect()
     }
 

@@ -120,7 +120,7 @@ pub fn resample_clip(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Resa
 /// FFT resampler delays by half its block; with an odd block that half falls
 /// between samples and the output would be shifted by half a sample.
 fn even_chunk(from: u32, to: u32, hint: usize) -> usize {
-    let g = gcd(from as usize, to as usize);
+    let g = gcd(u64::from(from), u64::from(to)) as usize;
     let (min_in, min_out) = (from as usize / g, to as usize / g);
     let mut blocks = hint.div_ceil(min_in).max(1);
     if !(blocks * min_in).is_multiple_of(2) || !(blocks * min_out).is_multiple_of(2) {
@@ -129,7 +129,8 @@ fn even_chunk(from: u32, to: u32, hint: usize) -> usize {
     blocks * min_in
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+/// Greatest common divisor.
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {

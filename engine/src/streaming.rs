@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use crate::dreamer::{DreamError, DreamParams, Dreamer};
-use crate::resample::{ChunkResampler, ResampleError};
+use crate::resample::{gcd, ChunkResampler, ResampleError};
 
 /// Errors of the streaming dreamer.
 #[derive(Debug, thiserror::Error)]
@@ -257,14 +257,6 @@ impl<P: WindowProcessor> DeltaStream<P> {
             }
         }
         first_error.map_or(Ok(()), |e| Err(e.into()))
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 

@@ -104,26 +104,8 @@ impl ReverieParams {
                 },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(3)),
-            sparsity: FloatParam::new(
-                "Sparsity",
-                0.05,
-                FloatRange::Skewed {
-                    min: 0.0,
-                    max: 10.0,
-                    factor: FloatRange::skew_factor(-2.0),
-                },
-            )
-            .with_value_to_string(formatters::v2s_f32_rounded(3)),
-            continuity: FloatParam::new(
-                "Continuity",
-                0.05,
-                FloatRange::Skewed {
-                    min: 0.0,
-                    max: 10.0,
-                    factor: FloatRange::skew_factor(-2.0),
-                },
-            )
-            .with_value_to_string(formatters::v2s_f32_rounded(3)),
+            sparsity: regulariser_weight("Sparsity"),
+            continuity: regulariser_weight("Continuity"),
             wavenet_level: FloatParam::new("WaveNet level", 0.0, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_smoother(SmoothingStyle::Linear(20.0))
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
@@ -147,6 +129,20 @@ impl ReverieParams {
             wavenet_model: Arc::new(RwLock::new(None)),
         }
     }
+}
+
+/// A dreaming regulariser's weight: 0 to 10, skewed toward small values.
+fn regulariser_weight(name: &str) -> FloatParam {
+    FloatParam::new(
+        name,
+        0.05,
+        FloatRange::Skewed {
+            min: 0.0,
+            max: 10.0,
+            factor: FloatRange::skew_factor(-2.0),
+        },
+    )
+    .with_value_to_string(formatters::v2s_f32_rounded(3))
 }
 
 /// The name of target `index`; indices past the model's list show the last one,

@@ -28,8 +28,9 @@ pub struct Link {
     debt: usize,
     /// A reset marker could not be sent yet (the input ring was full).
     marker_pending: bool,
-    /// Discarding stale output until the worker echoes the reset marker.
-    awaiting_marker: bool,
+    /// Reset markers sent but not yet echoed: output before the last echo
+    /// belongs to an old stream and is discarded.
+    markers_outstanding: u32,
     fade: f32,
     fade_step: f32,
     last: f32,
@@ -46,7 +47,7 @@ impl Link {
             headroom,
             debt: 0,
             marker_pending: false,
-            awaiting_marker: false,
+            markers_outstanding: 0,
             fade: 1.0,
             fade_step: 1.0 / (FADE_MS * 1e-3 * host_rate),
             last: 0.0,
@@ -58,12 +59,8 @@ impl Link {
     /// dropped input sample would misalign every later output.
     #[inline]
     fn send(&mut self, x: f32, underruns: &AtomicU64) {
-        if self.marker_pending {
-            if self.input.push(f32::NAN).is_err() {
-                return;
-            }
-            self.marker_pending = false;
-            self.restart();
+        if self.marker_pending && !self.send_marker() {
+            return;
         }
         if self.input.push(x).is_err() {
             underruns.fetch_add(1, Ordering::Relaxed);
@@ -71,10 +68,18 @@ impl Link {
         }
     }
 
-    fn restart(&mut self) {
-        self.awaiting_marker = true;
+    /// Starts a new stream: a reset marker, then silence for the worker's
+    /// headroom. False (and still pending) while the input ring is full.
+    fn send_marker(&mut self) -> bool {
+        if self.input.push(f32::NAN).is_err() {
+            self.marker_pending = true;
+            return false;
+        }
+        self.marker_pending = false;
+        self.markers_outstanding += 1;
         self.preroll = self.headroom;
         self.debt = 0;
+        true
     }
 
     /// The output sample due now. Offline, waits for the worker (while it
@@ -105,7 +110,7 @@ impl Link {
                 if self.fade == 1.0 {
                     underruns.fetch_add(1, Ordering::Relaxed);
                 }
-                if !self.awaiting_marker && !self.marker_pending {
+                if self.markers_outstanding == 0 && !self.marker_pending {
                     self.debt += 1;
                 }
                 // Ramp the last delivered value down rather than jump to zero.
@@ -120,15 +125,11 @@ impl Link {
         if self.marker_pending {
             return None;
         }
-        if self.awaiting_marker {
-            while let Ok(v) = self.output.pop() {
-                if v.is_nan() {
-                    self.awaiting_marker = false;
-                    break;
-                }
-            }
-            if self.awaiting_marker {
-                return None;
+        while self.markers_outstanding > 0 {
+            match self.output.pop() {
+                Ok(v) if v.is_nan() => self.markers_outstanding -= 1,
+                Ok(_) => {}
+                Err(_) => return None,
             }
         }
         if self.preroll > 0 {
@@ -144,13 +145,14 @@ impl Link {
     }
 
     fn reset(&mut self) {
-        self.marker_pending = true;
         self.fade = 1.0;
         self.last = 0.0;
-        if self.input.push(f32::NAN).is_ok() {
-            self.marker_pending = false;
+        if !self.send_marker() {
+            // The marker goes out with the next sample that fits; until
+            // then nothing that comes back belongs to the new stream.
+            self.preroll = self.headroom;
+            self.debt = 0;
         }
-        self.restart();
     }
 }
 
@@ -219,5 +221,40 @@ impl Mixer {
         }
         self.dream.reset();
         self.wavenet.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two resets before the worker answers either: only the newest
+    /// stream's output may come through, after the headroom, and never a
+    /// marker.
+    #[test]
+    fn output_of_superseded_streams_never_plays() {
+        let (tx, mut worker_in) = rtrb::RingBuffer::new(64);
+        let (mut worker_out, rx) = rtrb::RingBuffer::new(64);
+        let mut link = Link::new(tx, rx, 4, 48_000.0);
+        let underruns = AtomicU64::new(0);
+        let alive = AtomicBool::new(true);
+        for _ in 0..3 {
+            link.send(1.0, &underruns);
+        }
+        link.reset();
+        link.send(2.0, &underruns);
+        link.reset();
+        for _ in 0..10 {
+            link.send(3.0, &underruns);
+        }
+        // The worker: echoes markers, scales samples.
+        while let Ok(v) = worker_in.pop() {
+            worker_out.push(v * 10.0).unwrap();
+        }
+        let got: Vec<f32> = (0..14).map(|_| link.receive(false, &alive, &underruns)).collect();
+        let mut want = vec![0.0; 4];
+        want.extend([30.0; 10]);
+        assert_eq!(got, want);
+        assert_eq!(underruns.load(Ordering::Relaxed), 0);
     }
 }

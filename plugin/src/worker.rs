@@ -95,6 +95,7 @@ fn run(
     let mut rtf = 0.0f32;
     while !stop.load(Ordering::Acquire) {
         job.prepare();
+        skip_stale_input(job, input, output);
         let n = input.slots().min(output.slots()).min(CHUNK);
         if n == 0 {
             // Idle: nothing to do until the audio thread sends more.
@@ -115,6 +116,12 @@ fn run(
                 .position(|v| v.is_nan())
                 .map_or(n, |p| start + p);
             job.process(&inp[start..end], &mut out[start..end]);
+            // A NaN on the way back would read as a reset marker.
+            for v in &mut out[start..end] {
+                if !v.is_finite() {
+                    *v = 0.0;
+                }
+            }
             if end < n {
                 job.reset();
                 out[end] = f32::NAN;
@@ -130,5 +137,101 @@ fn run(
             0.98 * rtf + 0.02 * instant
         };
         flags.realtime_factor.store(rtf, Ordering::Relaxed);
+    }
+}
+
+/// After a stall the input ring can hold seconds of audio followed by a
+/// reset marker. Everything before the last marker belongs to streams whose
+/// output the audio thread discards anyway, so it is dropped unprocessed
+/// (the markers are echoed): the new stream starts at once instead of after
+/// the worker has worked through the backlog.
+fn skip_stale_input(job: &mut impl Job, input: &mut Consumer<f32>, output: &mut Producer<f32>) {
+    let waiting = input.slots();
+    if waiting <= CHUNK {
+        return;
+    }
+    let Ok(chunk) = input.read_chunk(waiting) else {
+        return;
+    };
+    let (a, b) = chunk.as_slices();
+    let last = b
+        .iter()
+        .rposition(|v| v.is_nan())
+        .map(|p| a.len() + p)
+        .or_else(|| a.iter().rposition(|v| v.is_nan()));
+    let Some(last) = last else {
+        return;
+    };
+    let markers = a.iter().chain(b).take(last + 1).filter(|v| v.is_nan()).count();
+    if output.slots() < markers {
+        return;
+    }
+    chunk.commit(last + 1);
+    job.reset();
+    for _ in 0..markers {
+        let _ = output.push(f32::NAN);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what it is asked to do; outputs its input plus one.
+    #[derive(Default)]
+    struct Counting {
+        processed: usize,
+        resets: usize,
+    }
+
+    impl Job for Counting {
+        fn prepare(&mut self) {}
+        fn process(&mut self, input: &[f32], output: &mut [f32]) {
+            self.processed += input.len();
+            for (o, i) in output.iter_mut().zip(input) {
+                *o = i + 1.0;
+            }
+        }
+        fn reset(&mut self) {
+            self.resets += 1;
+        }
+    }
+
+    #[test]
+    fn a_backlog_before_a_marker_is_skipped_and_the_markers_echoed() {
+        let (mut tx, mut input) = rtrb::RingBuffer::new(4 * CHUNK);
+        let (mut output, mut rx) = rtrb::RingBuffer::new(4 * CHUNK);
+        for i in 0..2 * CHUNK {
+            tx.push(if i == 100 { f32::NAN } else { 0.5 }).unwrap();
+        }
+        tx.push(f32::NAN).unwrap();
+        for _ in 0..10 {
+            tx.push(2.0).unwrap();
+        }
+        let mut job = Counting::default();
+        skip_stale_input(&mut job, &mut input, &mut output);
+        assert_eq!((job.processed, job.resets), (0, 1));
+        assert_eq!(input.slots(), 10, "only the new stream is left");
+        let echoed: Vec<f32> = std::iter::from_fn(|| rx.pop().ok()).collect();
+        assert_eq!(echoed.len(), 2);
+        assert!(echoed.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn a_short_queue_or_one_without_a_marker_is_left_alone() {
+        let (mut tx, mut input) = rtrb::RingBuffer::new(4 * CHUNK);
+        let (mut output, rx) = rtrb::RingBuffer::<f32>::new(4 * CHUNK);
+        for _ in 0..3 * CHUNK {
+            tx.push(0.25).unwrap();
+        }
+        let mut job = Counting::default();
+        skip_stale_input(&mut job, &mut input, &mut output);
+        assert_eq!((input.slots(), rx.slots(), job.resets), (3 * CHUNK, 0, 0));
+        // Under a chunk waiting: the marker is handled in order by `run`.
+        let (mut tx, mut input) = rtrb::RingBuffer::new(4 * CHUNK);
+        tx.push(f32::NAN).unwrap();
+        tx.push(0.25).unwrap();
+        skip_stale_input(&mut job, &mut input, &mut output);
+        assert_eq!((input.slots(), job.resets), (2, 0));
     }
 }

@@ -254,12 +254,12 @@ fn dream_recovers_after_the_worker_falls_behind() {
         if reset {
             plugin.reset();
         }
-        let x = program(3 * second, rate, 32);
+        let x = program(4 * second, rate, 32);
         let out = render_paced(&mut plugin, &x, rate);
         // Without a reset the dry path still holds the burst's tail: compare
         // against the input from the start of the paced phase only, past the
         // latency.
-        let from = 2 * second;
+        let from = 3 * second;
         assert!(
             from > latency + second / 4,
             "the last second lies past the latency"

@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: the General MIDI SoundFont the dataset renderer plays,
-# and ALSA/JACK headers for the plugin's standalone build.
+# ALSA/JACK headers for the plugin's standalone build, and for the editor
+# test a virtual X server, software OpenGL, xwd (screenshots) and xrdb
+# (display scaling).
 need=()
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
-for pkg in pkg-config libasound2-dev libjack-jackd2-dev; do
+for pkg in pkg-config libasound2-dev libjack-jackd2-dev \
+    xvfb x11-apps x11-xserver-utils libgl1 libgl1-mesa-dri libx11-6 libx11-xcb1 libxcb1 libxcursor1; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -63,11 +63,7 @@ fn stream_rtf(c: &mut Criterion) {
     g.bench_function("dream_48k_default", |b| {
         b.iter_batched(
             || {
-                let windows = DreamWindows {
-                    dreamer: Dreamer::new(model(), Device::Cpu),
-                    params: DreamParams::default(),
-                    gate: true,
-                };
+                let windows = DreamWindows::new(Dreamer::new(model(), Device::Cpu), DreamParams::default());
                 let config = StreamConfig {
                     host_rate: rate,
                     model_rate: 16_000,

@@ -265,6 +265,15 @@ pub struct Measures {
     pub continuity: f32,
 }
 
+/// The target's value on one window before and after dreaming on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// On the input window.
+    pub before: f32,
+    /// On the dreamed window.
+    pub after: f32,
+}
+
 /// Dreams through one perception model on one device.
 pub struct Dreamer {
     model: PerceptionModel,
@@ -331,7 +340,20 @@ impl Dreamer {
     /// Runs `params.iterations` gradient steps on a normalised window and
     /// returns the dreamed window.
     pub fn dream(&self, x: &[f32], params: &DreamParams) -> Result<Vec<f32>, DreamError> {
+        self.dream_scored(x, params, false).map(|(d, _)| d)
+    }
+
+    /// Like [`Dreamer::dream`]; with `score` set it also returns the
+    /// target's value before and after (one extra forward pass, for
+    /// pictures of what the dream does).
+    pub fn dream_scored(
+        &self,
+        x: &[f32],
+        params: &DreamParams,
+        score: bool,
+    ) -> Result<(Vec<f32>, Option<Score>), DreamError> {
         params.target.check(&self.model)?;
+        let mut before = None;
         let var = Var::from_tensor(&self.input(x)?)?;
         let sign = match params.direction {
             Direction::Toward => 1.0,
@@ -339,6 +361,9 @@ impl Dreamer {
         };
         for _ in 0..params.iterations {
             let (t, s, c) = self.terms(var.as_tensor(), &params.target)?;
+            if score && before.is_none() {
+                before = Some(t.to_scalar::<f32>()?);
+            }
             let loss =
                 ((t * -sign)? + (s * f64::from(params.sparsity))? + (c * f64::from(params.continuity))?)?;
             let grads = loss.backward()?;
@@ -354,7 +379,17 @@ impl Dreamer {
             let next = (var.as_tensor() - (g * f64::from(params.step / peak))?)?;
             var.set(&next)?;
         }
-        Ok(var.as_tensor().flatten_all()?.to_vec1()?)
+        let scored = if score {
+            let after = params.target.value(&self.model.net.forward(var.as_tensor())?)?;
+            let after = after.to_scalar::<f32>()?;
+            Some(Score {
+                before: before.unwrap_or(after),
+                after,
+            })
+        } else {
+            None
+        };
+        Ok((var.as_tensor().flatten_all()?.to_vec1()?, scored))
     }
 
     /// Dreams on a raw window in audio units and returns the change (delta)
@@ -363,6 +398,18 @@ impl Dreamer {
     /// as a zero delta when `gate` is set (silence in, silence out);
     /// otherwise it is dreamed unscaled, as when dreaming from silence.
     pub fn dream_delta(&self, raw: &[f32], params: &DreamParams, gate: bool) -> Result<Vec<f32>, DreamError> {
+        self.dream_delta_scored(raw, params, gate, false).map(|(d, _)| d)
+    }
+
+    /// [`Dreamer::dream_delta`], optionally with the target's score before
+    /// and after (none for a window that was not dreamed).
+    pub fn dream_delta_scored(
+        &self,
+        raw: &[f32],
+        params: &DreamParams,
+        gate: bool,
+        score: bool,
+    ) -> Result<(Vec<f32>, Option<Score>), DreamError> {
         if raw.len() != self.window() {
             return Err(DreamError::WindowLength {
                 expected: self.window(),
@@ -371,15 +418,16 @@ impl Dreamer {
         }
         let (normalised, scale) = normalise(raw);
         if params.iterations == 0 || (gate && scale < SILENCE) {
-            return Ok(vec![0.0; raw.len()]);
+            return Ok((vec![0.0; raw.len()], None));
         }
         let scale = if scale < SILENCE { 1.0 } else { scale };
-        let dreamed = self.dream(&normalised, params)?;
-        Ok(dreamed
+        let (dreamed, scored) = self.dream_scored(&normalised, params, score)?;
+        let delta = dreamed
             .iter()
             .zip(&normalised)
             .map(|(d, n)| (d - n) * scale)
-            .collect())
+            .collect();
+        Ok((delta, scored))
     }
 }
 

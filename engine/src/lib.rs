@@ -9,6 +9,7 @@
 pub mod defaults;
 pub mod device;
 pub mod dreamer;
+pub mod filters;
 pub mod layers;
 pub mod model_file;
 pub mod mulaw;

@@ -105,6 +105,25 @@ impl PerceptionConfig {
         Ok(out)
     }
 
+    /// Samples of input that one frame of the last layer's output hears
+    /// (the global pooling after it then spans the whole window).
+    pub fn receptive_field(&self) -> usize {
+        let mut field = self.frontend_kernel;
+        let mut jump = self.frontend_stride;
+        let last = self.num_layers() - 1;
+        for layer in 0..=last {
+            if layer > 0 {
+                field += self.kernel.saturating_sub(1) * jump;
+            }
+            if layer < last && self.pool.get(layer).copied().unwrap_or(false) {
+                // Max pooling over 3 frames, hop 2.
+                field += 2 * jump;
+                jump *= 2;
+            }
+        }
+        field
+    }
+
     /// Checks the config for consistency.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.frontend_stride == 0 || !self.frontend_kernel.is_multiple_of(self.frontend_stride) {

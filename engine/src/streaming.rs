@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::dreamer::{DreamError, DreamParams, Dreamer};
+use crate::dreamer::{DreamError, DreamParams, Dreamer, Score};
 use crate::resample::{gcd, ChunkResampler, ResampleError};
 
 /// Errors of the streaming dreamer.
@@ -44,12 +44,33 @@ pub struct DreamWindows {
     /// Silent windows give a zero delta (silence in, silence out). Off only
     /// when deliberately dreaming from silence.
     pub gate: bool,
+    /// When set, every dreamed window's [`Score`] is appended here (costs
+    /// one forward pass per window); `None` computes nothing extra.
+    pub scores: Option<Vec<Score>>,
+}
+
+impl DreamWindows {
+    /// Dreams with `params`, gated, without scores.
+    pub fn new(dreamer: Dreamer, params: DreamParams) -> Self {
+        Self {
+            dreamer,
+            params,
+            gate: true,
+            scores: None,
+        }
+    }
 }
 
 impl WindowProcessor for DreamWindows {
     fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
-        let d = self.dreamer.dream_delta(window, &self.params, self.gate)?;
+        let scoring = self.scores.is_some();
+        let (d, score) = self
+            .dreamer
+            .dream_delta_scored(window, &self.params, self.gate, scoring)?;
         delta.copy_from_slice(&d);
+        if let (Some(list), Some(score)) = (&mut self.scores, score) {
+            list.push(score);
+        }
         Ok(())
     }
 }

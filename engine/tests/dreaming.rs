@@ -182,3 +182,31 @@ fn targets_parse_by_layer_number_and_class_name() {
     let t = DreamTarget::parse("contrast:drums", m).unwrap();
     assert_eq!(t.label(&m.meta.class_names), "contrast:drums");
 }
+
+/// The receptive field the config reports is the span of input samples
+/// that move one frame of the last layer: measured with a gradient.
+#[test]
+fn receptive_field_is_the_span_a_last_layer_frame_depends_on() {
+    use candle_core::{Tensor, Var};
+    let model = common::tiny_model(11);
+    let config = &model.config;
+    let x = Var::from_tensor(&Tensor::from_vec(common::window(2_000, 2), (1, 2_000), &Device::Cpu).unwrap())
+        .unwrap();
+    let act = model.net.forward(x.as_tensor()).unwrap();
+    let last = act.layers.last().unwrap();
+    let frame = last.dim(1).unwrap() / 2;
+    // ReLU and max pooling block some paths; summed over every channel
+    // enough stay open to reach the field's edges.
+    let y = last.narrow(1, frame, 1).unwrap().sum_all().unwrap();
+    let grads = y.backward().unwrap();
+    let g: Vec<f32> = grads
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let first = g.iter().position(|v| *v != 0.0).unwrap();
+    let end = g.iter().rposition(|v| *v != 0.0).unwrap();
+    assert_eq!(end - first + 1, config.receptive_field());
+}

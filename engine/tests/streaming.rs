@@ -16,14 +16,13 @@ fn config(host_rate: u32) -> StreamConfig {
 }
 
 fn dream_windows(iterations: usize) -> DreamWindows {
-    DreamWindows {
-        dreamer: Dreamer::new(common::tiny_model(3), Device::Cpu),
-        params: DreamParams {
+    DreamWindows::new(
+        Dreamer::new(common::tiny_model(3), Device::Cpu),
+        DreamParams {
             iterations,
             ..DreamParams::default()
         },
-        gate: true,
-    }
+    )
 }
 
 /// Runs `input` through the stream in blocks of `block` samples.
@@ -214,4 +213,37 @@ fn non_finite_and_huge_input_never_reach_the_model() {
     let out = run(&mut stream, &input, 512);
     assert!(out.iter().all(|v| v.is_finite()));
     assert!(out.iter().any(|v| *v != 0.0));
+}
+
+/// Scores (for the editor's picture) come one per dreamed window, show the
+/// target rising, skip silent windows, and do not change the audio.
+#[test]
+fn scores_follow_the_dreamed_windows_without_changing_them() {
+    let config = StreamConfig {
+        host_rate: 16_000,
+        model_rate: 16_000,
+        window: 2_000,
+    };
+    let mut input = common::window(8_000, 5);
+    input.extend(std::iter::repeat_n(0.0, 4_000));
+    let plain = run(
+        &mut DeltaStream::new(config, dream_windows(3)).unwrap(),
+        &input,
+        512,
+    );
+    let mut scored = dream_windows(3);
+    scored.scores = Some(Vec::new());
+    let mut stream = DeltaStream::new(config, scored).unwrap();
+    let with_scores = run(&mut stream, &input, 512);
+    assert_eq!(plain, with_scores, "scoring must not change the delta");
+    let scores = stream.processor().scores.clone().unwrap();
+    let windows = stream.windows_done() as usize;
+    assert!(
+        !scores.is_empty() && scores.len() < windows,
+        "{} of {windows}",
+        scores.len()
+    );
+    for s in &scores {
+        assert!(s.after > s.before, "the target rose: {s:?}");
+    }
 }

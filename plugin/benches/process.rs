@@ -34,7 +34,9 @@ fn setup(offline: bool) -> (Session, Arc<ReverieParams>, Arc<Status>) {
         max_block: 4096,
         offline,
     };
-    let mut session = Session::start(host, &params, &targets, &status).expect("session starts");
+    let (feeds, _taps) = reverie::telemetry::connect();
+    let mut session =
+        Session::start(host, &params, &targets, &status, &feeds.scores).expect("session starts");
     session.mixer.reset();
     (session, params, status)
 }
@@ -50,7 +52,9 @@ fn block_cost(c: &mut Criterion) {
         b.iter(|| {
             l.copy_from_slice(&left);
             r.copy_from_slice(&right);
-            session.mixer.process(&mut [&mut l, &mut r], &params, &status);
+            session
+                .mixer
+                .process(&mut [&mut l, &mut r], &params, &status, None);
         })
     });
     g.finish();
@@ -68,7 +72,7 @@ fn offline_rtf(c: &mut Criterion) {
             || (setup(true), left.clone(), right.clone()),
             |((mut session, params, status), mut l, mut r)| {
                 for (a, b) in l.chunks_mut(512).zip(r.chunks_mut(512)) {
-                    session.mixer.process(&mut [a, b], &params, &status);
+                    session.mixer.process(&mut [a, b], &params, &status, None);
                 }
                 status.windows.load(std::sync::atomic::Ordering::Relaxed)
             },

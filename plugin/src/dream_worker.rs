@@ -8,9 +8,11 @@ use std::sync::Arc;
 use reverie_engine::dreamer::{Direction, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::perception::PerceptionModel;
 use reverie_engine::streaming::{DeltaStream, DreamWindows};
+use rtrb::Producer;
 
 use crate::params::{ReverieParams, TargetNames};
 use crate::status::Status;
+use crate::telemetry::{ScorePoint, ScoreSlot};
 use crate::worker::Job;
 
 /// Everything the dreaming thread owns.
@@ -27,6 +29,10 @@ pub struct DreamJob {
     pub model_path: Option<String>,
     /// The current model's targets, in parameter order.
     pub menu: Vec<DreamTarget>,
+    /// Where the score ring's writing end goes back when the job ends.
+    pub scores: ScoreSlot,
+    /// The score ring's writing end, while this job has it.
+    pub scores_out: Option<Producer<ScorePoint>>,
 }
 
 /// The current dream settings from the host parameters.
@@ -78,13 +84,27 @@ impl DreamJob {
     }
 }
 
+impl Drop for DreamJob {
+    fn drop(&mut self) {
+        if let (Some(out), Ok(mut slot)) = (self.scores_out.take(), self.scores.lock()) {
+            *slot = Some(out);
+        }
+    }
+}
+
 impl Job for DreamJob {
     fn prepare(&mut self) {
         let wanted = self.params.perception_model.read().ok().and_then(|p| p.clone());
         if wanted != self.model_path {
             self.switch_model(wanted);
         }
-        self.stream.processor_mut().params = settings(&self.params, &self.menu);
+        let processor = self.stream.processor_mut();
+        processor.params = settings(&self.params, &self.menu);
+        // Scoring costs a forward pass per window: only for an open editor.
+        let scoring = self.status.editor_open.load(Ordering::Relaxed) && self.scores_out.is_some();
+        if scoring != processor.scores.is_some() {
+            processor.scores = scoring.then(Vec::new);
+        }
     }
 
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
@@ -94,6 +114,16 @@ impl Job for DreamJob {
         self.status
             .windows
             .store(self.stream.windows_done(), Ordering::Relaxed);
+        let target = self.params.target.value().max(0) as u32;
+        if let (Some(scores), Some(out)) = (&mut self.stream.processor_mut().scores, &mut self.scores_out) {
+            for s in scores.drain(..) {
+                let _ = out.push(ScorePoint {
+                    target,
+                    before: s.before,
+                    after: s.after,
+                });
+            }
+        }
     }
 
     fn reset(&mut self) {

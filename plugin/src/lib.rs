@@ -5,21 +5,29 @@
 
 mod delay;
 mod dream_worker;
+pub mod editor;
 pub mod mixer;
+pub mod model_info;
 mod models;
 pub mod params;
 pub mod sampler_worker;
 pub mod session;
+pub mod spectrogram;
 pub mod status;
+pub mod telemetry;
+pub mod view;
 mod worker;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use nice_plug::prelude::*;
+use nice_plug_egui::{EguiEditor, EguiEditorState};
 
 pub use crate::params::{ReverieParams, TargetNames, WavenetMode};
 use crate::session::{HostSetup, Session};
 pub use crate::status::Status;
+use crate::telemetry::{Feeds, Taps};
 
 /// The plugin instance.
 pub struct Reverie {
@@ -27,17 +35,28 @@ pub struct Reverie {
     status: Arc<Status>,
     targets: TargetNames,
     session: Option<Session>,
+    editor_state: Arc<EguiEditorState>,
+    feeds: Feeds,
+    /// The editor's ends of the rings, until `editor()` takes them.
+    taps: Option<Taps>,
 }
 
 impl Default for Reverie {
     /// Cheap: no model is loaded and no thread started until `activate()`.
     fn default() -> Self {
         let targets: TargetNames = Arc::new(RwLock::new(Vec::new()));
+        let (feeds, taps) = telemetry::connect();
         Self {
             params: Arc::new(ReverieParams::new(targets.clone())),
             status: Arc::new(Status::default()),
             targets,
             session: None,
+            editor_state: EguiEditorState::from_size(
+                nice_plug::editor::dpi::LogicalSize::new(editor::SIZE.0, editor::SIZE.1),
+                1.0,
+            ),
+            feeds,
+            taps: Some(taps),
         }
     }
 }
@@ -74,12 +93,22 @@ impl Plugin for Reverie {
     ];
     const SAMPLE_ACCURATE_AUTOMATION: bool = true;
 
-    type Editor = ();
+    type Editor = EguiEditor<editor::ReverieEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(
+            self.editor_state.clone(),
+            self.params.clone(),
+            self.status.clone(),
+            self.targets.clone(),
+            self.taps.take()?,
+        )
     }
 
     fn activate(
@@ -95,7 +124,13 @@ impl Plugin for Reverie {
             max_block: config.max_buffer_size as usize,
             offline: config.process_mode == ProcessMode::Offline,
         };
-        match Session::start(host, &self.params, &self.targets, &self.status) {
+        match Session::start(
+            host,
+            &self.params,
+            &self.targets,
+            &self.status,
+            &self.feeds.scores,
+        ) {
             Ok(session) => {
                 context.set_latency_samples(session.latency as u32);
                 self.session = Some(session);
@@ -124,10 +159,14 @@ impl Plugin for Reverie {
         _aux: &mut AuxiliaryBuffers,
         _context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        // The editor's pictures are fed only while it is open.
+        let open = self.editor_state.is_open();
+        self.status.editor_open.store(open, Ordering::Relaxed);
         if let Some(session) = &mut self.session {
+            let scope = open.then_some(&mut self.feeds.scope);
             session
                 .mixer
-                .process(buffer.as_slice(), &self.params, &self.status);
+                .process(buffer.as_slice(), &self.params, &self.status, scope);
         }
         ProcessStatus::Normal
     }

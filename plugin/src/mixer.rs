@@ -9,6 +9,7 @@ use rtrb::{Consumer, Producer};
 use crate::delay::DelayLine;
 use crate::params::ReverieParams;
 use crate::status::Status;
+use crate::telemetry::ScopeFrame;
 
 /// How long a worker's stream fades out (and back in) around an underrun.
 const FADE_MS: f32 = 5.0;
@@ -176,8 +177,15 @@ impl Mixer {
     }
 
     /// Processes one block in place; `channels` are the host's buffers.
-    /// This is the whole signal path, top to bottom.
-    pub fn process(&mut self, channels: &mut [&mut [f32]], params: &ReverieParams, status: &Status) {
+    /// This is the whole signal path, top to bottom. With `scope` (the
+    /// editor is open) every output frame is also sent to the editor.
+    pub fn process(
+        &mut self,
+        channels: &mut [&mut [f32]],
+        params: &ReverieParams,
+        status: &Status,
+        mut scope: Option<&mut Producer<ScopeFrame>>,
+    ) {
         let frames = channels.first().map_or(0, |c| c.len());
         let count = channels.len().max(1) as f32;
         for i in 0..frames {
@@ -207,9 +215,17 @@ impl Mixer {
             let level = params.wavenet_level.smoothed.next();
             let gain = params.output_gain.smoothed.next();
             let wet = strength * delta + level * generated;
+            let (mut dry_sum, mut out_sum) = (0.0, 0.0);
             for (c, dry) in channels.iter_mut().zip(self.dry.iter_mut()) {
-                let out = (dry.process(c[i]) + wet) * gain;
+                let d = dry.process(c[i]);
+                let out = (d + wet) * gain;
                 c[i] = if out.is_finite() { out } else { 0.0 };
+                dry_sum += d;
+                out_sum += c[i];
+            }
+            // 5. For the editor's pictures: what went in and what came out.
+            if let Some(scope) = scope.as_deref_mut() {
+                let _ = scope.push([dry_sum / count, out_sum / count]);
             }
         }
     }

@@ -53,6 +53,8 @@ const SEED: u64 = 0x5eed_2026;
 /// Everything the WaveNet thread owns.
 pub struct SamplerJob {
     sampler: Sampler,
+    /// The file the running model came from (`None`: the embedded default).
+    model_path: Option<String>,
     down: ChunkResampler,
     up: ChunkResampler,
     params: Arc<ReverieParams>,
@@ -72,9 +74,10 @@ pub struct SamplerJob {
 }
 
 impl SamplerJob {
-    /// Builds the job for a host rate.
+    /// Builds the job for a host rate; `model_path` is where `sampler` came from.
     pub fn new(
         sampler: Sampler,
+        model_path: Option<String>,
         host_rate: u32,
         params: Arc<ReverieParams>,
         status: Arc<Status>,
@@ -95,6 +98,7 @@ impl SamplerJob {
             host_in: Vec::with_capacity(down.chunk_in()),
             host_out: VecDeque::with_capacity(lead_total + 2 * up.chunk_out()),
             sampler,
+            model_path,
             down,
             up,
             params,
@@ -149,8 +153,34 @@ impl SamplerJob {
     }
 }
 
+impl SamplerJob {
+    /// Loads another WaveNet (from the editor or a project's state). One at
+    /// another rate would need new resamplers and a new stream; it takes
+    /// over at the next activation instead.
+    fn switch_model(&mut self, path: Option<String>) {
+        let (sampler, message) = crate::models::wavenet(path.as_deref());
+        self.model_path = path;
+        if sampler.sample_rate() != self.sampler.sample_rate() {
+            self.status.say(format!(
+                "{} runs at {} Hz; it takes over when the host next activates the plugin",
+                sampler.meta().name,
+                sampler.sample_rate()
+            ));
+            return;
+        }
+        self.sampler = sampler;
+        self.sampler.reset();
+        self.silent_for = 0;
+        self.status.say(message);
+    }
+}
+
 impl Job for SamplerJob {
     fn prepare(&mut self) {
+        let wanted = self.params.wavenet_model.read().ok().and_then(|p| p.clone());
+        if wanted != self.model_path {
+            self.switch_model(wanted);
+        }
         let mode = self.params.wavenet_mode.value();
         if mode != self.mode {
             // Each mode starts from a clean context.

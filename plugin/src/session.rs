@@ -17,6 +17,7 @@ use crate::mixer::{Link, Mixer};
 use crate::params::{ReverieParams, TargetNames};
 use crate::sampler_worker::SamplerJob;
 use crate::status::Status;
+use crate::telemetry::ScoreSlot;
 use crate::worker::Worker;
 
 /// What an activation needs to know about the host.
@@ -51,6 +52,7 @@ impl Session {
         params: &Arc<ReverieParams>,
         targets: &TargetNames,
         status: &Arc<Status>,
+        scores: &ScoreSlot,
     ) -> Result<Self, String> {
         let compute = device::select(true);
         if let Ok(mut d) = status.device.write() {
@@ -65,11 +67,10 @@ impl Session {
             window: model.config.window,
         };
         let menu = dream_worker::publish_targets(&model, targets);
-        let windows = DreamWindows {
-            params: dream_worker::settings(params, &menu),
-            dreamer: Dreamer::new(model, compute.device.clone()),
-            gate: true,
-        };
+        let windows = DreamWindows::new(
+            Dreamer::new(model, compute.device.clone()),
+            dream_worker::settings(params, &menu),
+        );
         let stream = DeltaStream::new(config, windows)
             .map_err(|e| format!("cannot dream at {} Hz: {e}", host.rate))?;
         // One hop of headroom for the dream worker: any setting that dreams
@@ -87,6 +88,8 @@ impl Session {
             status: status.clone(),
             model_path: path,
             menu,
+            scores: scores.clone(),
+            scores_out: scores.lock().ok().and_then(|mut slot| slot.take()),
         };
         let dream = Worker::spawn(
             "reverie-dream",
@@ -100,7 +103,7 @@ impl Session {
 
         let wn_path = params.wavenet_model.read().ok().and_then(|p| p.clone());
         let (sampler, _) = crate::models::wavenet(wn_path.as_deref());
-        let sampler_job = SamplerJob::new(sampler, host.rate, params.clone(), status.clone())?;
+        let sampler_job = SamplerJob::new(sampler, wn_path, host.rate, params.clone(), status.clone())?;
         // The generated audio is not aligned to anything; 50 ms of headroom
         // absorbs the sampler thread's scheduling jitter.
         let wn_headroom = host.rate as usize / 20;
@@ -117,6 +120,7 @@ impl Session {
         .map_err(|e| format!("cannot start the WaveNet thread: {e}"))?;
 
         status.latency_samples.store(latency as u32, Ordering::Relaxed);
+        status.host_rate.store(host.rate, Ordering::Relaxed);
         let dry = (0..host.channels).map(|_| DelayLine::new(latency)).collect();
         let mixer = Mixer::new(
             Link::new(dream_in, dream_out, headroom, host.rate as f32),

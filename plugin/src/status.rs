@@ -2,7 +2,7 @@
 //! Atomics only on the audio thread's side; strings are written and read by
 //! non-real-time threads.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, RwLock};
 
 use crate::worker::WorkerFlags;
@@ -24,6 +24,10 @@ pub struct Status {
     pub wavenet_state: AtomicU8,
     /// The latency reported to the host, in samples.
     pub latency_samples: AtomicU32,
+    /// The host's sample rate of the running activation (0 before one).
+    pub host_rate: AtomicU32,
+    /// Whether the editor is open: the workers feed its pictures only then.
+    pub editor_open: AtomicBool,
     /// The compute device the dream worker uses.
     pub device: RwLock<String>,
     /// The last message about models (loaded, fell back, error), for the user.

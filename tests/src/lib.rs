@@ -2,6 +2,7 @@
 //! scratch folders and files.
 
 pub mod clap_host;
+pub mod screenshot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -757,7 +757,10 @@ fn offline_renders_are_bit_identical_and_dream() {
 
 /// 8. The standalone wrapper runs the plugin with the dummy backend (it
 ///    processes silence in real time until SIGINT) and shuts down cleanly
-///    on SIGINT (deactivate joins the worker).
+///    on SIGINT (deactivate joins the worker). Here without an X display,
+///    as on a headless machine: the audio runs without the editor, and the
+///    one error is the editor's missing display (`tests/editor.rs` opens
+///    the editor under Xvfb).
 #[test]
 fn standalone_runs_with_the_dummy_backend() {
     let _serial = serial();
@@ -772,6 +775,8 @@ fn standalone_runs_with_the_dummy_backend() {
             "512",
         ])
         .env_remove("NICE_LOG") // log to stderr, where we wait for the start
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -831,10 +836,18 @@ fn standalone_runs_with_the_dummy_backend() {
     };
     reader.join().expect("reader");
     log.extend(rx.try_iter());
+    let no_display = |l: &&String| l.contains("Failed to open editor") && l.contains("display");
+    let errors: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("ERROR") && !no_display(l))
+        .collect();
     let log = log.join("\n");
-    assert!(status.success(), "the standalone exited with {status}:\n{log}");
     assert!(!log.contains("panicked"), "the standalone panicked:\n{log}");
-    assert!(!log.contains("ERROR"), "the standalone logged an error:\n{log}");
+    assert!(errors.is_empty(), "the standalone logged an error:\n{log}");
+    assert!(
+        status.success() || log.contains("Failed to open editor"),
+        "the standalone exited with {status}:\n{log}"
+    );
 }
 
 /// The WaveNet thread: in generate mode it makes sound out of silence, the

@@ -118,6 +118,7 @@ pub fn run(args: &DreamArgs) -> anyhow::Result<()> {
         dreamer: Dreamer::new(model, compute.device.clone()),
         params,
         gate: args.from != Start::Silence,
+        scores: None,
     };
     let mut stream = DeltaStream::new(config, windows).context("setting up the stream")?;
     let latency = stream.latency();

@@ -84,6 +84,8 @@ struct Browser {
     info: Option<ModelInfo>,
     error: Option<String>,
     listing: Option<(PathBuf, Vec<(String, bool)>)>,
+    /// The plugin's path for this kind when the browser last loaded it.
+    synced: Option<Option<String>>,
 }
 
 impl ReverieEditor {
@@ -140,8 +142,17 @@ impl ReverieEditor {
         for kind in [ModelKind::Perception, ModelKind::Wavenet] {
             let path = self.current_path(kind);
             let browser = self.browser_mut(kind);
-            if browser.info.as_ref().map(|i| &i.path) != Some(&path) {
-                browser.show(ModelInfo::load(kind, path.as_deref()));
+            // Once per change, so a broken saved path is not reloaded every frame.
+            if browser.synced.as_ref() != Some(&path) {
+                match ModelInfo::load(kind, path.as_deref()) {
+                    Ok(info) => browser.show(Ok(info)),
+                    // The worker falls back to the built-in model; so does the view.
+                    Err(e) => {
+                        browser.show(ModelInfo::load(kind, None));
+                        browser.error = Some(format!("{e}; the built-in model plays instead"));
+                    }
+                }
+                browser.synced = Some(path);
             }
         }
     }
@@ -163,9 +174,11 @@ impl ReverieEditor {
                     ModelKind::Wavenet => &self.params.wavenet_model,
                 };
                 if let Ok(mut p) = slot.write() {
-                    *p = path;
+                    p.clone_from(&path);
                 }
-                self.browser_mut(kind).show(Ok(info));
+                let browser = self.browser_mut(kind);
+                browser.show(Ok(info));
+                browser.synced = Some(path);
             }
             Err(e) => self.browser_mut(kind).error = Some(format!("{e}. The current model stays.")),
         }
@@ -381,6 +394,7 @@ impl Browser {
             info: None,
             error: None,
             listing: None,
+            synced: None,
         }
     }
 

@@ -116,3 +116,23 @@ pub fn filter_spectra(
         db: spectra.into_iter().map(|s| s.2).collect(),
     })
 }
+
+/// The colour scale of the spectra pictures: 0..1 to black, violet, red,
+/// orange, pale yellow. Brightness rises steadily, so it reads in grey too.
+pub fn heat(v: f32) -> [u8; 3] {
+    const STOPS: [[f32; 3]; 5] = [
+        [0.0, 0.0, 0.0],
+        [60.0, 15.0, 110.0],
+        [180.0, 40.0, 100.0],
+        [245.0, 125.0, 40.0],
+        [252.0, 245.0, 180.0],
+    ];
+    let x = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 } * (STOPS.len() - 1) as f32;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f32;
+    let mut out = [0u8; 3];
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = (STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])).round() as u8;
+    }
+    out
+}

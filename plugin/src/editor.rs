@@ -543,18 +543,15 @@ fn score_plot(ui: &mut egui::Ui, scores: &ScoreHistory, size: Vec2) {
             rect.bottom() - rect.height() * (v - lo) / (hi - lo),
         )
     };
-    let before: Vec<_> = scores
-        .points()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| at(i, p.0))
-        .collect();
-    let after: Vec<_> = scores
-        .points()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| at(i, p.1))
-        .collect();
+    let series = |pick: fn(&(f32, f32)) -> f32| -> Vec<egui::Pos2> {
+        scores
+            .points()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| at(i, pick(p)))
+            .collect()
+    };
+    let (before, after) = (series(|p| p.0), series(|p| p.1));
     painter.add(egui::Shape::line(
         before,
         Stroke::new(1.5, Color32::from_gray(160)),

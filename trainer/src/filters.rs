@@ -4,10 +4,10 @@
 //! magnitude in dB), as in figures 2 and 3 of the Audio DeepDream paper.
 
 pub use reverie_engine::filters::{
-    default_fft_len, filter_spectra, first_layer_kernels, FilterSpectra, FiltersError,
+    default_fft_len, filter_spectra, first_layer_kernels, heat, FilterSpectra, FiltersError,
 };
 
-use crate::plot::{text_height, text_width, Image, Rgb};
+use crate::plot::{text_height, text_width, Image};
 
 /// How to draw the spectra.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,26 +86,6 @@ fn draw_labels(img: &mut Image, spectra: &FilterSpectra, plot_w: usize, floor_db
         FONT,
         ink,
     );
-}
-
-/// Maps 0..1 to black, violet, red, orange, pale yellow: brightness rises
-/// steadily, so the image reads as a grey-scale too.
-fn heat(v: f32) -> Rgb {
-    const STOPS: [[f32; 3]; 5] = [
-        [0.0, 0.0, 0.0],
-        [60.0, 15.0, 110.0],
-        [180.0, 40.0, 100.0],
-        [245.0, 125.0, 40.0],
-        [252.0, 245.0, 180.0],
-    ];
-    let x = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
-    let i = (x.floor() as usize).min(STOPS.len() - 2);
-    let f = x - i as f32;
-    let mut out = [0u8; 3];
-    for (c, o) in out.iter_mut().enumerate() {
-        *o = (STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])).round() as u8;
-    }
-    out
 }
 
 /// Band-pass first-layer kernels: `filters` Hann-windowed sinusoids at

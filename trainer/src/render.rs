@@ -154,6 +154,18 @@ pub struct Family {
     sustained: bool,
 }
 
+/// Acoustic grand pianos only: the homogeneous solo piano the WaveNet
+/// learns from (seed 004: WaveNets learn one instrument where a mixture
+/// fails). The "piano" family of [`FAMILIES`] also has electric pianos,
+/// harpsichord and clavinet.
+pub const SOLO_PIANO: Family = Family {
+    name: "piano",
+    voices: &[(0, 33, 96), (1, 33, 96)],
+    percussion: false,
+    style_weights: [3, 4, 2],
+    sustained: false,
+};
+
 /// The rendered families, in class order.
 pub const FAMILIES: [Family; 10] = [
     Family {
@@ -432,10 +444,23 @@ impl Renderer {
         index: usize,
         config: &RenderConfig,
     ) -> Result<Vec<f32>, RenderError> {
-        config.validate()?;
         let fam = FAMILIES.get(family).ok_or_else(|| {
             RenderError::BadConfig(format!("family {family} does not exist (0..{})", FAMILIES.len()))
         })?;
+        self.render_family_clip(fam, family, index, config)
+    }
+
+    /// Renders clip `index` of any family; `stream` keeps the random draws
+    /// of different families apart (a family's index in [`FAMILIES`]).
+    pub fn render_family_clip(
+        &self,
+        fam: &Family,
+        stream: usize,
+        index: usize,
+        config: &RenderConfig,
+    ) -> Result<Vec<f32>, RenderError> {
+        config.validate()?;
+        let family = stream;
         let synth_rate = config.sample_rate.max(16_000);
         let synth_len = (f64::from(config.clip_seconds) * f64::from(synth_rate)).round() as usize;
         // A rare draw (a program with no sample in the chosen register, a

@@ -57,7 +57,7 @@ use crate::dataset::{split_files, SkippedFile};
 use crate::decode;
 use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, Param};
 use crate::plot::{Chart, PlotError, Series, PALETTE};
-use crate::render::{ensure_soundfont, RenderConfig, RenderError, Renderer, FAMILIES};
+use crate::render::{ensure_soundfont, RenderConfig, RenderError, Renderer, FAMILIES, SOLO_PIANO};
 use crate::train::{LrSchedule, RunOptions, RunOutcome};
 
 /// The checkpoint file inside a run folder.
@@ -428,7 +428,7 @@ fn load_file(path: &Path, source: &WavenetDataSource) -> Result<Vec<f32>, String
 }
 
 /// Renders `clips` solo piano phrases of `seconds` each with helper
-/// [`Renderer`] (the "piano" family of [`FAMILIES`]) into
+/// [`Renderer`] (acoustic grand pianos, [`SOLO_PIANO`]) into
 /// `dir/piano-NNNN.wav` (16-bit mono at `sample_rate`). Deterministic for a
 /// seed. `progress` is called after each clip, from worker threads.
 pub fn render_piano(
@@ -439,10 +439,9 @@ pub fn render_piano(
     seed: u64,
     progress: &(dyn Fn() + Sync),
 ) -> Result<usize> {
-    let family = FAMILIES
-        .iter()
-        .position(|f| f.name == "piano")
-        .ok_or_else(|| WavenetTrainError::BadConfig("the renderer has no piano family".into()))?;
+    // The piano family's random stream, so clip n's phrase is the one the
+    // perception dataset's piano clip n would play.
+    let family = FAMILIES.iter().position(|f| f.name == "piano").unwrap_or(0);
     let config = RenderConfig {
         sample_rate,
         clip_seconds: seconds,
@@ -469,7 +468,7 @@ pub fn render_piano(
             }
             let path = dir.join(format!("piano-{index:04}.wav"));
             let result = renderer
-                .render_clip(family, index, &config)
+                .render_family_clip(&SOLO_PIANO, family, index, &config)
                 .map_err(WavenetTrainError::from)
                 .and_then(|clip| {
                     let audio = reverie_engine::wav::Audio {

@@ -98,5 +98,11 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             b.median_ns / f.median_ns
         );
     }
+    if let Some(r) = median("train/adamw_step_batch_32") {
+        println!(
+            "perception training throughput (default config, batch 32): {:.0} clips/s",
+            32.0 / (r.median_ns * 1e-9)
+        );
+    }
     Ok(())
 }

@@ -92,7 +92,7 @@ fn run(
 ) {
     let mut inp = vec![0.0f32; CHUNK];
     let mut out = vec![0.0f32; CHUNK];
-    let mut rtf = 0.0f32;
+    let mut pace = Pace::default();
     while !stop.load(Ordering::Acquire) {
         job.prepare();
         skip_stale_input(job, input, output);
@@ -130,13 +130,42 @@ fn run(
         }
         let slots = output.write_chunk_uninit(n).expect("slots were counted");
         slots.fill_from_iter(out[..n].iter().copied());
-        let instant = n as f32 / host_rate / began.elapsed().as_secs_f32().max(1e-9);
-        rtf = if rtf == 0.0 {
-            instant
+        pace.add(n as f64 / f64::from(host_rate), began.elapsed().as_secs_f64());
+        flags
+            .realtime_factor
+            .store(pace.factor() as f32, Ordering::Relaxed);
+    }
+}
+
+/// Audio seconds handled per second of work, over the last few seconds of
+/// audio. Both sums decay together: most chunks only buffer input and cost
+/// microseconds while the one that completes a window costs the dreaming,
+/// so averaging per-chunk ratios would overstate the pace by orders of
+/// magnitude.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pace {
+    audio: f64,
+    busy: f64,
+}
+
+impl Pace {
+    /// Seconds of audio the average reaches back, roughly.
+    const MEMORY_SECONDS: f64 = 4.0;
+
+    /// Counts a chunk of `audio` seconds that took `busy` seconds.
+    pub fn add(&mut self, audio: f64, busy: f64) {
+        let keep = (-audio / Self::MEMORY_SECONDS).exp();
+        self.audio = self.audio * keep + audio;
+        self.busy = self.busy * keep + busy;
+    }
+
+    /// The real-time factor (0 before any work).
+    pub fn factor(&self) -> f64 {
+        if self.busy > 0.0 {
+            self.audio / self.busy
         } else {
-            0.98 * rtf + 0.02 * instant
-        };
-        flags.realtime_factor.store(rtf, Ordering::Relaxed);
+            0.0
+        }
     }
 }
 
@@ -195,6 +224,29 @@ mod tests {
         fn reset(&mut self) {
             self.resets += 1;
         }
+    }
+
+    /// Nine cheap chunks and one that does the work: the pace is total
+    /// audio over total work, not an average of per-chunk ratios.
+    #[test]
+    fn pace_is_audio_over_work_time() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.factor(), 0.0);
+        for _ in 0..50 {
+            for _ in 0..9 {
+                pace.add(0.01, 0.000_01);
+            }
+            pace.add(0.01, 0.025);
+        }
+        // 0.1 s of audio per 0.02509 s of work, within the decay's 2% tilt
+        // toward the latest chunks; per-chunk ratios would average 900.
+        let want = 0.1 / 0.025_09;
+        assert!((pace.factor() / want - 1.0).abs() < 0.02, "{}", pace.factor());
+        // It follows a slowdown within a few seconds of audio.
+        for _ in 0..2_000 {
+            pace.add(0.01, 0.02);
+        }
+        assert!((pace.factor() - 0.5).abs() < 0.01, "{}", pace.factor());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod layers;
 pub mod model_file;
 pub mod mulaw;
 pub mod perception;
+pub mod pitch;
 pub mod resample;
 mod rng;
 pub mod sampler;

@@ -36,7 +36,8 @@ pub fn pitchedness(x: &[f32], rate: u32) -> Pitchedness {
     let (mut clarity, mut flatness) = (Vec::new(), Vec::new());
     for frame in x.chunks_exact(len) {
         let rms = (frame.iter().map(|v| v * v).sum::<f32>() / len as f32).sqrt();
-        if !(rms >= QUIET) {
+        // NaN compares false: a broken frame is skipped like a quiet one.
+        if rms.is_nan() || rms < QUIET {
             continue;
         }
         buf.fill(Complex32::default());

@@ -18,7 +18,7 @@ use nice_plug_egui::{baseview, EguiEditor, EguiEditorState, EguiNiceSettings, Ni
 use reverie_engine::model_file::ModelKind;
 
 use crate::model_info::ModelInfo;
-use crate::params::{ReverieParams, TargetNames};
+use crate::params::{ReverieParams, TargetNames, WavenetMode};
 use crate::spectrogram::Spectrogram;
 use crate::status::Status;
 use crate::telemetry::Taps;
@@ -236,7 +236,7 @@ impl ReverieEditor {
             slider(ui, "Continuity", &p.continuity, setter);
         });
         section(ui, "WaveNet", |ui| {
-            slider(ui, "Mode", &p.wavenet_mode, setter);
+            mode_buttons(ui, &p.wavenet_mode, setter);
             slider(ui, "Level", &p.wavenet_level, setter);
             slider(ui, "Temperature", &p.temperature, setter);
         });
@@ -508,6 +508,25 @@ fn slider<P: Param>(ui: &mut egui::Ui, label: &str, param: &P, setter: &ParamSet
     ui.horizontal(|ui| {
         ui.add_sized([92.0, 18.0], egui::Label::new(label));
         ui.add(ParamSlider::for_param(param, setter).with_width(180.0));
+    });
+}
+
+/// The WaveNet's mode as three buttons: clearer than a slider over an enum.
+fn mode_buttons(ui: &mut egui::Ui, param: &EnumParam<WavenetMode>, setter: &ParamSetter) {
+    ui.horizontal(|ui| {
+        ui.add_sized([92.0, 18.0], egui::Label::new("Mode"));
+        let current = param.value();
+        for (mode, label) in [
+            (WavenetMode::Off, "Off"),
+            (WavenetMode::Generate, "Generate"),
+            (WavenetMode::Continue, "Continue"),
+        ] {
+            if ui.selectable_label(current == mode, label).clicked() && current != mode {
+                setter.begin_set_parameter(param);
+                setter.set_parameter(param, mode);
+                setter.end_set_parameter(param);
+            }
+        }
     });
 }
 

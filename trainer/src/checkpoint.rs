@@ -18,6 +18,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::optim::OptimizerState;
+use crate::run_folder::write_atomically;
 use crate::train::{Progress, TrainConfig};
 
 /// The checkpoint format version this build writes and reads.
@@ -104,44 +105,14 @@ impl Checkpoint {
             source,
         };
         let mut raw = self.model.to_raw().map_err(model_err)?;
-        for (name, t) in &self.optimizer.tensors {
-            raw.insert(&format!("{OPTIM_PREFIX}{name}"), t)
-                .map_err(model_err)?;
-        }
+        insert_optimizer(&mut raw, &self.optimizer).map_err(model_err)?;
         let state = StateJson {
             version: CHECKPOINT_VERSION,
             config: self.config.clone(),
             optimizer_step: self.optimizer.step,
             progress: self.progress.clone(),
         };
-        let metadata = HashMap::from([
-            (
-                MODEL_KEY.to_string(),
-                serde_json::to_string(&raw.meta).map_err(|e| bad(e.to_string()))?,
-            ),
-            (
-                STATE_KEY.to_string(),
-                serde_json::to_string(&state).map_err(|e| bad(e.to_string()))?,
-            ),
-        ]);
-        let mut names: Vec<&String> = raw.tensors.keys().collect();
-        names.sort();
-        let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = names
-            .into_iter()
-            .map(|n| {
-                let (shape, data) = &raw.tensors[n];
-                (n, shape, data.iter().flat_map(|v| v.to_le_bytes()).collect())
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, shape, data)| {
-                TensorView::new(Dtype::F32, shape.to_vec(), data)
-                    .map(|v| (n.as_str(), v))
-                    .map_err(|e| bad(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))
+        checkpoint_bytes(&raw, &state).map_err(bad)
     }
 
     /// Parses a checkpoint; `path` is only used in error messages.
@@ -160,36 +131,12 @@ impl Checkpoint {
             path: path.clone(),
             reason,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(STATE_KEY))
-            .ok_or_else(|| CheckpointError::NotACheckpoint { path: path.clone() })?;
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        let version = value.get("version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(CHECKPOINT_VERSION)) {
-            return Err(bad(format!(
-                "checkpoint format version {version:?} is not supported (this build reads version {CHECKPOINT_VERSION})"
-            )));
-        }
+        let not_a_checkpoint = || CheckpointError::NotACheckpoint { path: path.clone() };
+        let value = read_state(bytes, CHECKPOINT_VERSION, not_a_checkpoint, bad)?;
         let state: StateJson = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        let mut tensors = Vec::new();
-        for (name, (shape, data)) in &raw.tensors {
-            if let Some(short) = name.strip_prefix(OPTIM_PREFIX) {
-                tensors.push((
-                    short.to_string(),
-                    Tensor::from_slice(data, shape.as_slice(), device)?,
-                ));
-            }
-        }
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
             model,
-            optimizer: OptimizerState {
-                step: state.optimizer_step,
-                tensors,
-            },
+            optimizer: read_optimizer(&raw, state.optimizer_step, device)?,
             config: state.config,
             progress: state.progress,
         })
@@ -204,11 +151,7 @@ impl Checkpoint {
             source,
         };
         let bytes = self.to_bytes().map_err(|e| with_path(e, path))?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        write_atomically(path, &bytes).map_err(io)
     }
 
     /// Reads a checkpoint from disk.
@@ -234,4 +177,96 @@ fn with_path(e: CheckpointError, path: &Path) -> CheckpointError {
         },
         other => other,
     }
+}
+
+// The container below is shared with the WaveNet trainer's checkpoints,
+// which keep the same layout around another model type.
+
+/// Adds the optimiser's buffers to a model's tensors, named
+/// `optim.<param>.<buffer>`.
+pub(crate) fn insert_optimizer(raw: &mut RawModel, optimizer: &OptimizerState) -> Result<(), ModelFileError> {
+    for (name, t) in &optimizer.tensors {
+        raw.insert(&format!("{OPTIM_PREFIX}{name}"), t)?;
+    }
+    Ok(())
+}
+
+/// The optimiser's buffers stored in `raw` (sorted by name), with its step
+/// counter.
+pub(crate) fn read_optimizer(
+    raw: &RawModel,
+    step: u64,
+    device: &Device,
+) -> candle_core::Result<OptimizerState> {
+    let mut tensors = Vec::new();
+    for (name, (shape, data)) in &raw.tensors {
+        if let Some(short) = name.strip_prefix(OPTIM_PREFIX) {
+            tensors.push((
+                short.to_string(),
+                Tensor::from_slice(data, shape.as_slice(), device)?,
+            ));
+        }
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(OptimizerState { step, tensors })
+}
+
+/// A checkpoint file's bytes: `raw` as a model file, with `state` as JSON
+/// under [`STATE_KEY`] beside the model's own metadata. (RawModel's writer
+/// has no room for a second metadata entry.) The error says what failed.
+pub(crate) fn checkpoint_bytes(raw: &RawModel, state: &impl Serialize) -> Result<Vec<u8>, String> {
+    let metadata = HashMap::from([
+        (
+            MODEL_KEY.to_string(),
+            serde_json::to_string(&raw.meta).map_err(|e| e.to_string())?,
+        ),
+        (
+            STATE_KEY.to_string(),
+            serde_json::to_string(state).map_err(|e| e.to_string())?,
+        ),
+    ]);
+    let mut names: Vec<&String> = raw.tensors.keys().collect();
+    names.sort();
+    let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = names
+        .into_iter()
+        .map(|n| {
+            let (shape, data) = &raw.tensors[n];
+            (n, shape, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, shape, data)| {
+            TensorView::new(Dtype::F32, shape.to_vec(), data)
+                .map(|v| (n.as_str(), v))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+}
+
+/// The training state of a checkpoint file's bytes, as JSON whose format
+/// `version` is the one this build reads. Errors are the caller's: `missing`
+/// for a plain model file, `bad` (with the reason) for a malformed state or
+/// one of another version.
+pub(crate) fn read_state<E>(
+    bytes: &[u8],
+    version: u32,
+    missing: impl FnOnce() -> E,
+    bad: impl Fn(String) -> E,
+) -> Result<serde_json::Value, E> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+    let json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY))
+        .ok_or_else(missing)?;
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let found = value.get("version").and_then(|v| v.as_u64());
+    if found != Some(u64::from(version)) {
+        return Err(bad(format!(
+            "checkpoint format version {found:?} is not supported (this build reads version {version})"
+        )));
+    }
+    Ok(value)
 }

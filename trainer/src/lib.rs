@@ -12,9 +12,12 @@ pub mod dataset;
 pub mod decode;
 pub mod filters;
 pub mod metrics;
+pub mod mono_wav;
 pub mod optim;
+mod parallel;
 pub mod plot;
 pub mod render;
+mod run_folder;
 pub mod train;
 pub mod wavenet_train;
 

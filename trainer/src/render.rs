@@ -12,13 +12,16 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
+
+use crate::mono_wav::write_mono_wav;
+use crate::parallel::run_jobs;
 
 /// Where Debian's `fluid-soundfont-gm` package puts its SoundFont.
 pub const SOUNDFONT_PATH: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
@@ -511,57 +514,20 @@ impl Renderer {
             n => n,
         }
         .min(jobs);
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error = Mutex::new(None);
         let bytes = AtomicUsize::new(0);
         let digits = (config.clips_per_class - 1).to_string().len().max(4);
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: config.sample_rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
+        let render = |job: usize| {
+            let (family, index) = (job / config.clips_per_class, job % config.clips_per_class);
+            let path = out
+                .join(FAMILIES[family].name)
+                .join(format!("{index:0digits$}.wav"));
+            let clip = self.render_clip(family, index, config)?;
+            write_mono_wav(&path, clip, config.sample_rate).map_err(|e| write_err(&path, &e))?;
+            let len = std::fs::metadata(&path).map_err(|e| write_err(&path, &e))?.len();
+            bytes.fetch_add(len as usize, Ordering::Relaxed);
+            Ok(())
         };
-        let work = || {
-            while !failed.load(Ordering::Relaxed) {
-                let job = next.fetch_add(1, Ordering::Relaxed);
-                if job >= jobs {
-                    break;
-                }
-                let (family, index) = (job / config.clips_per_class, job % config.clips_per_class);
-                let path = out
-                    .join(FAMILIES[family].name)
-                    .join(format!("{index:0digits$}.wav"));
-                let result = self.render_clip(family, index, config).and_then(|clip| {
-                    let audio = reverie_engine::wav::Audio {
-                        channels: vec![clip],
-                        spec,
-                    };
-                    reverie_engine::wav::write(&path, &audio).map_err(|e| write_err(&path, &e))?;
-                    let len = std::fs::metadata(&path).map_err(|e| write_err(&path, &e))?.len();
-                    bytes.fetch_add(len as usize, Ordering::Relaxed);
-                    Ok(())
-                });
-                match result {
-                    Ok(()) => progress(),
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                    }
-                }
-            }
-        };
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(work);
-            }
-        });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
+        run_jobs(jobs, threads, render, progress)?;
         Ok(RenderSummary {
             classes: FAMILIES.iter().map(|f| f.name.to_string()).collect(),
             files: jobs,

@@ -32,6 +32,7 @@ use crate::filters::bandpass_kernels;
 use crate::metrics::{confusion_report, metrics_csv, ConfusionMatrix, EpochMetrics};
 use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, Param};
 use crate::plot::{Chart, PlotError, Series, PALETTE};
+use crate::run_folder::{log_loss, write_loss_plot};
 
 /// Why training could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +285,27 @@ pub enum LrSchedule {
     Cosine,
 }
 
+impl LrSchedule {
+    /// The learning rate of step `step` (counted from 0) of a run of
+    /// `total_steps`: `base` after a linear warm-up over `warmup_steps`,
+    /// shaped by the schedule.
+    pub fn rate(self, base: f64, warmup_steps: u64, step: u64, total_steps: u64) -> f64 {
+        let warm = if warmup_steps > 0 {
+            ((step + 1) as f64 / warmup_steps as f64).min(1.0)
+        } else {
+            1.0
+        };
+        let decay = match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => {
+                let t = (step as f64 / total_steps.max(1) as f64).min(1.0);
+                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        };
+        base * warm * decay
+    }
+}
+
 /// Everything that shapes a run. Saved in checkpoints; a resumed run uses
 /// the saved values (only `epochs` may be raised).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -466,6 +488,15 @@ pub struct RunOptions {
     pub max_steps: Option<u64>,
 }
 
+impl RunOptions {
+    /// Whether a run that has taken `step` steps should stop now: the stop
+    /// flag is set or the step limit is reached.
+    pub fn stop_requested(&self, step: u64) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || self.max_steps.is_some_and(|m| step >= m)
+    }
+}
+
 /// How [`Trainer::run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -511,7 +542,7 @@ impl Trainer {
             let flat: Vec<f32> = bandpass_kernels(filters, kernel, data.sample_rate).concat();
             model.net.convs[0] = Tensor::from_vec(flat, (filters, 1, kernel), device)?;
         }
-        let mut rng = rng_for(seed, Stream::Calibration, 0);
+        let mut rng = rng_for(seed, Stream::Calibration as u64, 0);
         let n = data.train.len().min(32);
         let picks: Vec<usize> = (0..n).map(|_| rng.random_range(0..data.train.len())).collect();
         let mut flat = Vec::with_capacity(n * window);
@@ -601,19 +632,7 @@ impl Trainer {
     /// The learning rate of step `step` (counted from 0).
     pub fn learning_rate(&self, step: u64) -> f64 {
         let c = &self.config;
-        let warm = if c.warmup_steps > 0 {
-            ((step + 1) as f64 / c.warmup_steps as f64).min(1.0)
-        } else {
-            1.0
-        };
-        let decay = match c.schedule {
-            LrSchedule::Constant => 1.0,
-            LrSchedule::Cosine => {
-                let t = (step as f64 / self.total_steps().max(1) as f64).min(1.0);
-                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        };
-        c.lr * warm * decay
+        c.schedule.rate(c.lr, c.warmup_steps, step, self.total_steps())
     }
 
     /// A snapshot of the run for [`Checkpoint::save`].
@@ -672,13 +691,13 @@ impl Trainer {
         p.epoch_seconds += seconds;
         p.train_seconds += seconds;
         p.seconds += seconds;
-        p.pending_loss.0 += f64::from(loss_value);
-        p.pending_loss.1 += 1;
-        if p.pending_loss.1 >= self.config.log_every.max(1) {
-            p.loss_log
-                .push((step, p.pending_loss.0 / p.pending_loss.1 as f64));
-            p.pending_loss = (0.0, 0);
-        }
+        log_loss(
+            &mut p.loss_log,
+            &mut p.pending_loss,
+            step,
+            loss_value,
+            self.config.log_every,
+        );
         Ok(StepResult {
             step,
             loss: loss_value,
@@ -777,12 +796,8 @@ impl Trainer {
             })?;
         }
         observer.started(&self.progress, self.total_steps());
-        let stop_requested = |p: &Progress| {
-            opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-                || opts.max_steps.is_some_and(|m| p.step >= m)
-        };
         while self.progress.epoch < self.config.epochs {
-            if stop_requested(&self.progress) {
+            if opts.stop_requested(self.progress.step) {
                 self.save_run(opts, data, observer)?;
                 return Ok(RunOutcome::Stopped);
             }
@@ -871,10 +886,10 @@ impl Trainer {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng_for(
             self.config.seed,
-            Stream::EpochOrder,
+            Stream::EpochOrder as u64,
             self.progress.epoch,
         ));
-        let mut rng = rng_for(self.config.seed, Stream::Crops, self.progress.step);
+        let mut rng = rng_for(self.config.seed, Stream::Crops as u64, self.progress.step);
         let first = self.progress.batch_in_epoch as usize * b;
         let mut flat = Vec::with_capacity(b * window);
         let mut labels = Vec::with_capacity(b);
@@ -947,24 +962,12 @@ pub fn write_run_files(dir: &Path, progress: &Progress, classes: &[String]) -> R
     write("confusion.txt", confusion_report(&progress.history, classes))?;
 
     let epochs = &progress.history;
-    let loss = Chart {
-        title: "loss (cross-entropy)".into(),
-        x_label: "step".into(),
-        width: 800,
-        height: 450,
-        y_range: None,
-    };
-    let mut loss_series = vec![Series {
-        label: "train".into(),
-        colour: PALETTE[0],
-        points: progress.loss_log.iter().map(|&(s, l)| (s as f64, l)).collect(),
-    }];
-    loss_series.push(Series {
-        label: "validation".into(),
-        colour: PALETTE[1],
-        points: epochs.iter().map(|m| (m.step as f64, m.val_loss)).collect(),
-    });
-    loss.render(&loss_series).save_png(&dir.join("loss.png"))?;
+    write_loss_plot(
+        &dir.join("loss.png"),
+        "loss (cross-entropy)",
+        &progress.loss_log,
+        epochs.iter().map(|m| (m.step as f64, m.val_loss)).collect(),
+    )?;
 
     let accuracy = Chart {
         title: "accuracy".into(),
@@ -1043,9 +1046,10 @@ enum Stream {
 }
 
 /// A generator for (seed, purpose, index), independent of every other.
-fn rng_for(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
+/// `stream` is a purpose's number; the two trainers number theirs apart.
+pub(crate) fn rng_for(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(((stream as u64) << 56) ^ index);
+    rng.set_stream((stream << 56) ^ index);
     rng
 }
 

@@ -33,32 +33,31 @@
 //! by (run seed, purpose, index), so a resumed run continues exactly as the
 //! uninterrupted one would have.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use reverie_engine::model_file::{ModelFileError, RawModel};
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::sampler::Sampler;
 use reverie_engine::wav::WavError;
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{checkpoint_bytes, insert_optimizer, read_optimizer, read_state};
 use crate::dataset::{split_files, SkippedFile};
 use crate::decode;
+use crate::mono_wav::write_mono_wav;
 use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, Param};
-use crate::plot::{Chart, PlotError, Series, PALETTE};
+use crate::parallel::run_jobs;
+use crate::plot::PlotError;
 use crate::render::{ensure_soundfont, RenderConfig, RenderError, Renderer, FAMILIES, SOLO_PIANO};
-use crate::train::{LrSchedule, RunOptions, RunOutcome};
+use crate::run_folder::{log_loss, write_atomically, write_loss_plot};
+use crate::train::{rng_for, LrSchedule, RunOptions, RunOutcome};
 
 /// The checkpoint file inside a run folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -71,13 +70,6 @@ pub const SAMPLES_DIR: &str = "samples";
 /// Version of the WaveNet checkpoint format.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
-/// Metadata key of the model description (the engine's model-file key).
-const MODEL_KEY: &str = "reverie";
-/// Metadata key of the training state (the same key as perception
-/// checkpoints; the `network` field tells the two apart).
-const STATE_KEY: &str = "reverie_checkpoint";
-/// Prefix of the optimiser's tensors in a checkpoint.
-const OPTIM_PREFIX: &str = "optim.";
 /// Header of [`metrics_csv`].
 pub const CSV_HEADER: &str = "step,epoch,train_nll,val_nll,val_bits,grad_norm,lr,seconds,samples_per_second";
 
@@ -451,56 +443,16 @@ pub fn render_piano(
     };
     let renderer = Renderer::load(&ensure_soundfont()?)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error = Mutex::new(None);
-    let work = || {
-        while !failed.load(Ordering::Relaxed) {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            if index >= clips {
-                break;
-            }
-            let path = dir.join(format!("piano-{index:04}.wav"));
-            let result = renderer
-                .render_family_clip(&SOLO_PIANO, family, index, &config)
-                .map_err(WavenetTrainError::from)
-                .and_then(|clip| {
-                    let audio = reverie_engine::wav::Audio {
-                        channels: vec![clip],
-                        spec,
-                    };
-                    Ok(reverie_engine::wav::write(&path, &audio)?)
-                });
-            match result {
-                Ok(()) => progress(),
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                }
-            }
-        }
-    };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(clips.max(1));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(work);
-        }
-    });
-    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(clips),
-    }
+    let render = |index: usize| -> Result<()> {
+        let path = dir.join(format!("piano-{index:04}.wav"));
+        let clip = renderer.render_family_clip(&SOLO_PIANO, family, index, &config)?;
+        Ok(write_mono_wav(&path, clip, sample_rate)?)
+    };
+    run_jobs(clips, threads, render, progress)?;
+    Ok(clips)
 }
 
 // ---------------------------------------------------------------------------
@@ -717,7 +669,8 @@ pub struct WavenetRunOptions {
 // ---------------------------------------------------------------------------
 // Checkpoints
 
-/// The JSON stored under the checkpoint metadata key.
+/// The JSON stored under the checkpoint metadata key. Perception
+/// checkpoints use the same key; `network` tells the two apart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StateJson {
     version: u32,
@@ -751,9 +704,7 @@ impl WavenetCheckpoint {
             reason,
         };
         let mut raw = self.model.to_raw()?;
-        for (name, t) in &self.optimizer.tensors {
-            raw.insert(&format!("{OPTIM_PREFIX}{name}"), t)?;
-        }
+        insert_optimizer(&mut raw, &self.optimizer)?;
         let state = StateJson {
             version: CHECKPOINT_VERSION,
             network: "wavenet".into(),
@@ -761,8 +712,7 @@ impl WavenetCheckpoint {
             optimizer_step: self.optimizer.step,
             progress: self.progress.clone(),
         };
-        let state = serde_json::to_string(&state).map_err(|e| bad(e.to_string()))?;
-        safetensors_with_metadata(&raw, &[(STATE_KEY, state)]).map_err(bad)
+        checkpoint_bytes(&raw, &state).map_err(bad)
     }
 
     /// Parses a checkpoint; `path` is only used in messages.
@@ -778,41 +728,17 @@ impl WavenetCheckpoint {
             path: path.clone(),
             reason,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(STATE_KEY))
-            .ok_or_else(|| WavenetTrainError::NotACheckpoint { path: path.clone() })?;
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        let version = value.get("version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(CHECKPOINT_VERSION)) {
-            return Err(bad(format!(
-                "checkpoint format version {version:?} is not supported (this build reads version {CHECKPOINT_VERSION})"
-            )));
-        }
+        let not_a_checkpoint = || WavenetTrainError::NotACheckpoint { path: path.clone() };
+        let value = read_state(bytes, CHECKPOINT_VERSION, not_a_checkpoint, bad)?;
         if value.get("network").and_then(|v| v.as_str()) != Some("wavenet") {
             return Err(bad(
                 "it is not a WaveNet checkpoint (it was written by another trainer)".into(),
             ));
         }
         let state: StateJson = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        let mut tensors = Vec::new();
-        for (name, (shape, data)) in &raw.tensors {
-            if let Some(short) = name.strip_prefix(OPTIM_PREFIX) {
-                tensors.push((
-                    short.to_string(),
-                    Tensor::from_slice(data, shape.as_slice(), device)?,
-                ));
-            }
-        }
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
             model,
-            optimizer: OptimizerState {
-                step: state.optimizer_step,
-                tensors,
-            },
+            optimizer: read_optimizer(&raw, state.optimizer_step, device)?,
             config: state.config,
             progress: state.progress,
         })
@@ -842,45 +768,6 @@ impl WavenetCheckpoint {
         })?;
         Self::from_bytes(&bytes, path, device)
     }
-}
-
-/// A model file's bytes with extra metadata entries beside the model's own.
-/// (A local helper: [`RawModel::to_bytes`] writes only the model entry, and
-/// the perception checkpoint's writer is tied to its model type.)
-fn safetensors_with_metadata(raw: &RawModel, extra: &[(&str, String)]) -> Result<Vec<u8>, String> {
-    let mut metadata = HashMap::from([(
-        MODEL_KEY.to_string(),
-        serde_json::to_string(&raw.meta).map_err(|e| e.to_string())?,
-    )]);
-    for (k, v) in extra {
-        metadata.insert((*k).to_string(), v.clone());
-    }
-    let mut names: Vec<&String> = raw.tensors.keys().collect();
-    names.sort();
-    let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = names
-        .into_iter()
-        .map(|n| {
-            let (shape, data) = &raw.tensors[n];
-            (n, shape, data.iter().flat_map(|v| v.to_le_bytes()).collect())
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, shape, data)| {
-            TensorView::new(Dtype::F32, shape.to_vec(), data)
-                .map(|v| (n.as_str(), v))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 // ---------------------------------------------------------------------------
@@ -1007,12 +894,6 @@ fn batch_tensors(
 enum Stream {
     FileOrder = 11,
     Sample = 12,
-}
-
-fn rng_for(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(((stream as u64) << 56) ^ index);
-    rng
 }
 
 /// A WaveNet being trained, its optimiser and the run's progress.
@@ -1183,19 +1064,7 @@ impl WavenetTrainer {
     /// The learning rate of step `step` (counted from 0).
     pub fn learning_rate(&self, step: u64) -> f64 {
         let c = &self.config;
-        let warm = if c.warmup_steps > 0 {
-            ((step + 1) as f64 / c.warmup_steps as f64).min(1.0)
-        } else {
-            1.0
-        };
-        let decay = match c.schedule {
-            LrSchedule::Constant => 1.0,
-            LrSchedule::Cosine => {
-                let t = (step as f64 / self.total_steps().max(1) as f64).min(1.0);
-                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        };
-        c.lr * warm * decay
+        c.schedule.rate(c.lr, c.warmup_steps, step, self.total_steps())
     }
 
     /// A snapshot of the run (plain tensors, unaffected by later steps).
@@ -1244,20 +1113,19 @@ impl WavenetTrainer {
 
         let samples = chunks.len() * len;
         let seconds = started.elapsed().as_secs_f64();
-        let log_every = self.config.log_every.max(1);
         let p = &mut self.progress;
         p.step = step;
         p.batch_in_epoch += 1;
         p.samples_seen += samples as u64;
         p.train_seconds += seconds;
         p.seconds += seconds;
-        p.pending_loss.0 += f64::from(loss_value);
-        p.pending_loss.1 += 1;
-        if p.pending_loss.1 >= log_every {
-            p.loss_log
-                .push((step, p.pending_loss.0 / p.pending_loss.1 as f64));
-            p.pending_loss = (0.0, 0);
-        }
+        log_loss(
+            &mut p.loss_log,
+            &mut p.pending_loss,
+            step,
+            loss_value,
+            self.config.log_every,
+        );
         let r = &mut p.since_row;
         r.0 += f64::from(loss_value);
         r.1 += norm;
@@ -1359,22 +1227,11 @@ impl WavenetTrainer {
             sampler.prime(&f.samples[..prime_end]);
         }
         let n = (f64::from(self.config.sample_seconds) * f64::from(rate)).round() as usize;
-        let mut rng = rng_for(self.config.seed, Stream::Sample, step);
+        let mut rng = rng_for(self.config.seed, Stream::Sample as u64, step);
         let audio = sampler.generate(n, self.config.sample_temperature, &mut rng);
         let stem = format!("step-{step:08}");
         let wav = folder.join(format!("{stem}.wav"));
-        reverie_engine::wav::write(
-            &wav,
-            &reverie_engine::wav::Audio {
-                channels: vec![audio],
-                spec: hound::WavSpec {
-                    channels: 1,
-                    sample_rate: rate,
-                    bits_per_sample: 16,
-                    sample_format: hound::SampleFormat::Int,
-                },
-            },
-        )?;
+        write_mono_wav(&wav, audio, rate)?;
         let field = self.model.receptive_field();
         let info = serde_json::json!({
             "wav": format!("{stem}.wav"),
@@ -1419,13 +1276,9 @@ impl WavenetTrainer {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         observer.started(&self.progress, self.total_steps());
-        let stop_requested = |p: &WavenetProgress| {
-            opts.run.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-                || opts.run.max_steps.is_some_and(|m| p.step >= m)
-        };
         let due = |every: u64, step: u64| every > 0 && step.is_multiple_of(every);
         while self.progress.epoch < self.config.epochs {
-            if stop_requested(&self.progress) {
+            if opts.run.stop_requested(self.progress.step) {
                 self.wrap_up(opts, observer)?;
                 return Ok(RunOutcome::Stopped);
             }
@@ -1533,7 +1386,7 @@ impl WavenetTrainer {
     /// Files in a seeded order, each file's chunks start to end.
     fn epoch_order(&self, epoch: u64) -> Vec<Chunk> {
         let mut files: Vec<usize> = (0..self.train_chunks.len()).collect();
-        files.shuffle(&mut rng_for(self.config.seed, Stream::FileOrder, epoch));
+        files.shuffle(&mut rng_for(self.config.seed, Stream::FileOrder as u64, epoch));
         files
             .into_iter()
             .flat_map(|f| self.train_chunks[f].iter().copied())
@@ -1660,30 +1513,16 @@ pub fn metrics_csv(history: &[WavenetMetrics]) -> String {
 pub fn write_wavenet_run_files(dir: &Path, progress: &WavenetProgress) -> Result<()> {
     let csv = dir.join(METRICS_FILE);
     std::fs::write(&csv, metrics_csv(&progress.history)).map_err(io_err(&csv))?;
-    let chart = Chart {
-        title: "WaveNet loss (nats per sample)".into(),
-        x_label: "step".into(),
-        width: 800,
-        height: 450,
-        y_range: None,
-    };
-    let series = [
-        Series {
-            label: "train".into(),
-            colour: PALETTE[0],
-            points: progress.loss_log.iter().map(|&(s, l)| (s as f64, l)).collect(),
-        },
-        Series {
-            label: "validation".into(),
-            colour: PALETTE[1],
-            points: progress
-                .history
-                .iter()
-                .map(|m| (m.step as f64, m.val_nll))
-                .collect(),
-        },
-    ];
-    chart.render(&series).save_png(&dir.join(LOSS_PLOT_FILE))?;
+    write_loss_plot(
+        &dir.join(LOSS_PLOT_FILE),
+        "WaveNet loss (nats per sample)",
+        &progress.loss_log,
+        progress
+            .history
+            .iter()
+            .map(|m| (m.step as f64, m.val_nll))
+            .collect(),
+    )?;
     Ok(())
 }
 

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::sampler::Sampler;
+use reverie_trainer::mono_wav::write_mono_wav;
+
+use crate::progress::styled_bar;
 
 /// Arguments of `cargo xtask generate`.
 #[derive(clap::Args, Debug)]
@@ -144,10 +146,9 @@ fn load_prime(path: &std::path::Path, rate: u32) -> anyhow::Result<Vec<f32>> {
 /// `n` samples in blocks, with a progress bar.
 fn generate(sampler: &mut Sampler, n: usize, temperature: f32, seed: u64) -> Vec<f32> {
     let rate = f64::from(sampler.sample_rate());
-    let bar = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template("{spinner} generating [{bar:40}] {msg} {percent}%, ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let bar = styled_bar(
+        n as u64,
+        "{spinner} generating [{bar:40}] {msg} {percent}%, ETA {eta}",
     );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = vec![0.0f32; n];
@@ -176,16 +177,7 @@ fn write_wav(args: &GenerateArgs, audio: Vec<f32>, rate: u32) -> anyhow::Result<
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let seconds = audio.len() as f64 / f64::from(rate);
-    let wav = reverie_engine::wav::Audio {
-        channels: vec![audio],
-        spec: hound::WavSpec {
-            channels: 1,
-            sample_rate: rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-    };
-    reverie_engine::wav::write(&args.out, &wav)?;
+    write_mono_wav(&args.out, audio, rate)?;
     println!("wrote {} ({seconds:.2} s at {rate} Hz)", args.out.display());
     Ok(())
 }

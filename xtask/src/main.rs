@@ -10,7 +10,9 @@ mod filters_cmd;
 mod generate_cmd;
 mod init_model;
 mod models;
+mod progress;
 mod train_cmd;
+mod train_run;
 mod train_wavenet_cmd;
 
 use clap::{Parser, Subcommand};

@@ -7,14 +7,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use reverie_engine::perception::PerceptionConfig;
 use reverie_trainer::checkpoint::Checkpoint;
 use reverie_trainer::metrics::EpochMetrics;
 use reverie_trainer::optim::{OptimizerConfig, OptimizerKind};
 use reverie_trainer::train::{
     interrupt_flag, read_net_config, DataSource, FrontendInit, LrSchedule, Observer, Progress, RunOptions,
-    RunOutcome, StepResult, TrainConfig, TrainData, Trainer,
+    RunOutcome, StepResult, TrainConfig, TrainData, Trainer, CHECKPOINT_FILE,
+};
+
+use crate::progress::LossBar;
+use crate::train_run::{
+    command_line, create_parent_dir, file_stem_or, fresh_run_dir, note_ignored_on_resume, outcome_word,
+    print_written, resumed_run_dir, resumed_source, warn_if_data_changed,
 };
 
 /// Optimiser choice on the command line.
@@ -162,7 +167,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         stop: Some(stop),
         max_steps: args.max_steps,
     };
-    let mut observer = Bar::new();
+    let mut observer = LossBar::new();
     let outcome = trainer.run(&data, &opts, &mut observer)?;
     observer.bar.finish_and_clear();
 
@@ -189,14 +194,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ));
     }
     let mut model = trainer.finish(description)?;
-    model.meta.name = args.name.clone().unwrap_or_else(|| {
-        args.out
-            .file_stem()
-            .map_or_else(|| "dreamer".into(), |s| s.to_string_lossy().into_owned())
-    });
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    model.meta.name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| file_stem_or(&args.out, "dreamer"));
+    create_parent_dir(&args.out)?;
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
@@ -208,11 +210,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
     println!(
         "{} after {} steps in {:.0} s: validation accuracy {} (best {}, single windows {}); throughput {:.1} clips/s",
-        if outcome == RunOutcome::Finished {
-            "finished"
-        } else {
-            "stopped"
-        },
+        outcome_word(outcome),
         model.meta.training.steps,
         model.meta.training.seconds,
         percent("val_accuracy"),
@@ -220,14 +218,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         percent("val_window_accuracy"),
         m.get("clips_per_second").copied().unwrap_or(0.0),
     );
-    println!("wrote {} (run folder {})", args.out.display(), run_dir.display());
-    if outcome == RunOutcome::Stopped {
-        println!(
-            "resume with: cargo xtask train dreamer --resume {} --out {}",
-            run_dir.join(reverie_trainer::train::CHECKPOINT_FILE).display(),
-            args.out.display()
-        );
-    }
+    print_written(outcome, &args.out, &run_dir, "dreamer", CHECKPOINT_FILE);
     Ok(())
 }
 
@@ -286,13 +277,7 @@ fn start(args: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<(Trai
     let model = Trainer::init_model(net_config, &data, config.seed, init, device)?;
     let mut trainer = Trainer::new(model, config, &data)?;
     trainer.set_source(source);
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        let stem = args
-            .out
-            .file_stem()
-            .map_or_else(|| "dreamer".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from("runs").join(stem)
-    });
+    let run_dir = fresh_run_dir(args.run_dir.as_ref(), &args.out, "dreamer");
     Ok((trainer, data, run_dir))
 }
 
@@ -304,7 +289,7 @@ fn resume(
     device: &candle_core::Device,
 ) -> anyhow::Result<(Trainer, TrainData, PathBuf)> {
     let checkpoint = Checkpoint::load(path, device)?;
-    for (flag, given) in [
+    note_ignored_on_resume(&[
         ("--batch", args.batch.is_some()),
         ("--lr", args.lr.is_some()),
         ("--optimizer", args.optimizer.is_some()),
@@ -314,29 +299,17 @@ fn resume(
         ("--config", args.config.is_some()),
         ("--init", args.init.is_some()),
         ("--min-crop-level", args.min_crop_level.is_some()),
-    ] {
-        if given {
-            eprintln!(
-                "note: {flag} is ignored with --resume; the run continues with the checkpoint's settings"
-            );
-        }
-    }
-    let mut source = match (&checkpoint.progress.source, &args.data) {
-        (Some(s), _) => s.clone(),
-        (None, Some(root)) => DataSource::new(root.clone(), checkpoint.model.meta.sample_rate),
-        (None, None) => bail!("the checkpoint does not say where its data is; pass --data DIR"),
-    };
-    if let Some(root) = &args.data {
-        source.root = root.clone();
-    }
+    ]);
+    let rate = checkpoint.model.meta.sample_rate;
+    let source = resumed_source(
+        checkpoint.progress.source.as_ref(),
+        args.data.as_ref(),
+        |root| DataSource::new(root, rate),
+        |s| &mut s.root,
+    )?;
     let data = load(&source)?;
     let mut trainer = Trainer::from_checkpoint(checkpoint, &data)?;
-    if trainer.data_changed(&data) {
-        eprintln!(
-            "warning: the data in {} differs from what the checkpoint was trained on; training continues, but not exactly as the original run would have",
-            source.root.display()
-        );
-    }
+    warn_if_data_changed(trainer.data_changed(&data), "data", &source.root);
     trainer.set_source(source);
     if let Some(epochs) = args.epochs {
         trainer.set_epochs(epochs);
@@ -349,11 +322,7 @@ fn resume(
         p.epoch,
         trainer.config().epochs
     );
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        path.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    });
+    let run_dir = resumed_run_dir(args.run_dir.as_ref(), path);
     Ok((trainer, data, run_dir))
 }
 
@@ -373,60 +342,25 @@ fn load(source: &DataSource) -> anyhow::Result<TrainData> {
     Ok(data)
 }
 
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    format!("`cargo xtask {}`", args.join(" "))
-}
-
 /// Shows a progress bar with the loss, and each epoch's metrics and
 /// confusion matrix above it.
-struct Bar {
-    bar: ProgressBar,
-    smoothed: Option<f32>,
-}
-
-impl Bar {
-    fn new() -> Self {
-        Self {
-            bar: ProgressBar::hidden(),
-            smoothed: None,
-        }
-    }
-
-    /// Prints above the bar; indicatif drops the text when the bar is
-    /// hidden (output not a terminal), so then it goes to stderr directly.
-    fn say(&self, text: String) {
-        if self.bar.is_hidden() {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
-        }
-    }
-}
-
-impl Observer for Bar {
+impl Observer for LossBar {
     fn started(&mut self, progress: &Progress, total_steps: u64) {
-        self.bar = ProgressBar::new(total_steps).with_style(
-            ProgressStyle::with_template(
-                "{spinner} [{bar:30}] step {pos}/{len} {msg} {per_sec} steps, ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        self.start(
+            "{spinner} [{bar:30}] step {pos}/{len} {msg} {per_sec} steps, ETA {eta}",
+            total_steps,
+            progress.step,
         );
-        self.bar.set_position(progress.step);
     }
 
     fn step(&mut self, r: &StepResult) {
-        // An exponential average: single-batch losses jump around too much
-        // to read.
-        let s = self.smoothed.map_or(r.loss, |s| 0.9 * s + 0.1 * r.loss);
-        self.smoothed = Some(s);
+        let s = self.smooth(r.loss, 0.1);
         self.bar.set_position(r.step);
         self.bar.set_message(format!("loss {s:.3} lr {:.1e}", r.lr));
     }
 
     fn evaluating(&mut self) {
-        self.bar.set_message("validating ...");
+        self.validating();
     }
 
     fn epoch(&mut self, m: &EpochMetrics, classes: &[String]) {

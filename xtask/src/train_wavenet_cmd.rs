@@ -8,13 +8,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
 use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
 use reverie_trainer::wavenet_train::{
     adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, WavenetCheckpoint, WavenetData,
     WavenetDataSource, WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions, WavenetStep,
     WavenetTrainConfig, WavenetTrainer, CHECKPOINT_FILE,
+};
+
+use crate::progress::{styled_bar, LossBar};
+use crate::train_run::{
+    command_line, create_parent_dir, file_stem_or, fresh_run_dir, note_ignored_on_resume, outcome_word,
+    print_written, resumed_run_dir, resumed_source, warn_if_data_changed,
 };
 
 /// Optimiser choice on the command line.
@@ -146,14 +151,11 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
     apply_schedule_flags(args, &mut trainer);
     describe(&trainer, &data, &compute.description, &run_dir);
 
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.out
-            .file_stem()
-            .map_or_else(|| "wavenet".into(), |s| s.to_string_lossy().into_owned())
-    });
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| file_stem_or(&args.out, "wavenet"));
+    create_parent_dir(&args.out)?;
     let opts = WavenetRunOptions {
         run: RunOptions {
             dir: Some(run_dir.clone()),
@@ -167,7 +169,7 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
     };
     let mut bar = Bar::new();
     let outcome = trainer.run(&data, &opts, &mut bar)?;
-    bar.bar.finish_and_clear();
+    bar.loss.bar.finish_and_clear();
 
     let mut model = trainer.finish(description(&trainer, &data))?;
     model.meta.name = name;
@@ -206,13 +208,7 @@ fn start(
     let model = WavenetModel::init(net, args.rate, config.seed, device)?;
     let mut trainer = WavenetTrainer::new(model, config, &data)?;
     trainer.set_source(source);
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        let stem = args
-            .out
-            .file_stem()
-            .map_or_else(|| "wavenet".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from("runs").join(stem)
-    });
+    let run_dir = fresh_run_dir(args.run_dir.as_ref(), &args.out, "wavenet");
     Ok((trainer, data, run_dir))
 }
 
@@ -268,7 +264,7 @@ fn resume(
         );
     }
     let checkpoint = WavenetCheckpoint::load(path, device)?;
-    for (flag, given) in [
+    note_ignored_on_resume(&[
         ("--batch", args.batch.is_some()),
         ("--chunk", args.chunk.is_some()),
         ("--lr", args.lr.is_some()),
@@ -280,29 +276,17 @@ fn resume(
         ("--config", args.config.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),
-    ] {
-        if given {
-            eprintln!(
-                "note: {flag} is ignored with --resume; the run continues with the checkpoint's settings"
-            );
-        }
-    }
-    let mut source = match (&checkpoint.progress.source, &args.data) {
-        (Some(s), _) => s.clone(),
-        (None, Some(root)) => WavenetDataSource::new(root.clone(), checkpoint.model.meta.sample_rate),
-        (None, None) => bail!("the checkpoint does not say where its data is; pass --data DIR"),
-    };
-    if let Some(root) = &args.data {
-        source.root = root.clone();
-    }
+    ]);
+    let rate = checkpoint.model.meta.sample_rate;
+    let source = resumed_source(
+        checkpoint.progress.source.as_ref(),
+        args.data.as_ref(),
+        |root| WavenetDataSource::new(root, rate),
+        |s| &mut s.root,
+    )?;
     let data = load(&source)?;
     let mut trainer = WavenetTrainer::from_checkpoint(checkpoint, &data)?;
-    if trainer.data_changed(&data) {
-        eprintln!(
-            "warning: the audio in {} differs from what the checkpoint was trained on; training continues, but not exactly as the original run would have",
-            source.root.display()
-        );
-    }
+    warn_if_data_changed(trainer.data_changed(&data), "audio", &source.root);
     trainer.set_source(source);
     eprintln!(
         "resuming from {} at step {} (epoch {})",
@@ -310,11 +294,7 @@ fn resume(
         trainer.progress().step,
         trainer.progress().epoch
     );
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        path.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    });
+    let run_dir = resumed_run_dir(args.run_dir.as_ref(), path);
     Ok((trainer, data, run_dir))
 }
 
@@ -330,10 +310,9 @@ fn render_if_empty(root: &Path, clips: usize, args: &TrainWavenetArgs) -> anyhow
     if clips == 0 {
         bail!("--render-piano needs at least 1 clip");
     }
-    let bar = ProgressBar::new(clips as u64).with_style(
-        ProgressStyle::with_template("{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let bar = styled_bar(
+        clips as u64,
+        "{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}",
     );
     let started = Instant::now();
     render_piano(
@@ -415,7 +394,6 @@ fn describe(trainer: &WavenetTrainer, data: &WavenetData, device: &str, run_dir:
 }
 
 fn description(trainer: &WavenetTrainer, data: &WavenetData) -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let c = trainer.config();
     let root = trainer
         .progress()
@@ -424,8 +402,8 @@ fn description(trainer: &WavenetTrainer, data: &WavenetData) -> String {
         .map_or_else(|| "?".into(), |s| s.root.display().to_string());
     let (train, val) = data.seconds();
     format!(
-        "`cargo xtask {}` on {root} ({train:.0} s training / {val:.0} s validation audio): {} lr {}, batch {} x {}, clip {}, seed {}",
-        args.join(" "),
+        "{} on {root} ({train:.0} s training / {val:.0} s validation audio): {} lr {}, batch {} x {}, clip {}, seed {}",
+        command_line(),
         c.optimizer.kind,
         c.lr,
         c.batch_size,
@@ -449,23 +427,12 @@ fn report(
     );
     println!(
         "{} after {} steps in {:.0} s: validation NLL {nll}; throughput {:.0} samples/s",
-        if outcome == RunOutcome::Finished {
-            "finished"
-        } else {
-            "stopped"
-        },
+        outcome_word(outcome),
         model.meta.training.steps,
         model.meta.training.seconds,
         trainer.samples_per_second()
     );
-    println!("wrote {} (run folder {})", args.out.display(), run_dir.display());
-    if outcome == RunOutcome::Stopped {
-        println!(
-            "resume with: cargo xtask train wavenet --resume {} --out {}",
-            run_dir.join(CHECKPOINT_FILE).display(),
-            args.out.display()
-        );
-    }
+    print_written(outcome, &args.out, run_dir, "wavenet", CHECKPOINT_FILE);
 }
 
 /// Steps between progress lines when there is no terminal to draw a bar on
@@ -475,8 +442,7 @@ const LOG_EVERY: u64 = 20;
 /// A progress bar with the smoothed loss, and validation results above it;
 /// without a terminal, a progress line every [`LOG_EVERY`] steps instead.
 struct Bar {
-    bar: ProgressBar,
-    smoothed: Option<f32>,
+    loss: LossBar,
     /// Since the last progress line: when it was printed, samples trained.
     since_line: (Instant, usize),
 }
@@ -484,60 +450,47 @@ struct Bar {
 impl Bar {
     fn new() -> Self {
         Self {
-            bar: ProgressBar::hidden(),
-            smoothed: None,
+            loss: LossBar::new(),
             since_line: (Instant::now(), 0),
-        }
-    }
-
-    /// Prints above the bar; a hidden bar (output not a terminal, e.g. a
-    /// log file) drops the text, so then it goes to stderr directly.
-    fn say(&self, text: String) {
-        if self.bar.is_hidden() {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
         }
     }
 }
 
 impl WavenetObserver for Bar {
     fn started(&mut self, progress: &WavenetProgress, total_steps: u64) {
-        self.bar = ProgressBar::new(total_steps).with_style(
-            ProgressStyle::with_template("{spinner} [{bar:30}] step {pos}/{len} {msg}, ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+        self.loss.start(
+            "{spinner} [{bar:30}] step {pos}/{len} {msg}, ETA {eta}",
+            total_steps,
+            progress.step,
         );
-        self.bar.set_position(progress.step);
         self.since_line = (Instant::now(), 0);
     }
 
     fn step(&mut self, r: &WavenetStep) {
-        // Single-batch losses jump around too much to read.
-        let s = self.smoothed.map_or(r.loss, |s| 0.95 * s + 0.05 * r.loss);
-        self.smoothed = Some(s);
-        self.bar.set_position(r.step);
+        let s = self.loss.smooth(r.loss, 0.05);
+        let bar = &self.loss.bar;
+        bar.set_position(r.step);
         let status = format!("loss {s:.3} nats, |g| {:.2}, lr {:.1e}", r.grad_norm, r.lr);
         self.since_line.1 += r.samples;
-        if self.bar.is_hidden() && r.step.is_multiple_of(LOG_EVERY) {
+        if bar.is_hidden() && r.step.is_multiple_of(LOG_EVERY) {
             let secs = self.since_line.0.elapsed().as_secs_f64().max(1e-9);
             eprintln!(
                 "step {} / {}: {status}, {:.0} samples/s",
                 r.step,
-                self.bar.length().unwrap_or(0),
+                bar.length().unwrap_or(0),
                 self.since_line.1 as f64 / secs
             );
             self.since_line = (Instant::now(), 0);
         }
-        self.bar.set_message(status);
+        bar.set_message(status);
     }
 
     fn evaluating(&mut self) {
-        self.bar.set_message("validating ...");
+        self.loss.validating();
     }
 
     fn metrics(&mut self, m: &WavenetMetrics) {
-        self.say(format!(
+        self.loss.say(format!(
             "step {:>7} (epoch {:.2}): train {:.4} | validation {:.4} nats ({:.3} bits) per sample | |g| {:.3} | {:.0} samples/s",
             m.step,
             m.epoch,
@@ -550,11 +503,11 @@ impl WavenetObserver for Bar {
     }
 
     fn sample(&mut self, wav: &Path) {
-        self.say(format!("generated {}", wav.display()));
+        self.loss.say(format!("generated {}", wav.display()));
     }
 
     fn checkpoint(&mut self, path: &Path) {
-        if self.bar.is_hidden() {
+        if self.loss.bar.is_hidden() {
             eprintln!("checkpoint {}", path.display());
         }
     }

@@ -1229,6 +1229,8 @@ impl WavenetTrainer {
         let n = (f64::from(self.config.sample_seconds) * f64::from(rate)).round() as usize;
         let mut rng = rng_for(self.config.seed, Stream::Sample as u64, step);
         let audio = sampler.generate(n, self.config.sample_temperature, &mut rng);
+        // Whether it plays notes or noise, in numbers, for the run's record.
+        let pitch = reverie_engine::pitch::pitchedness(&audio, rate);
         let stem = format!("step-{step:08}");
         let wav = folder.join(format!("{stem}.wav"));
         write_mono_wav(&wav, audio, rate)?;
@@ -1248,6 +1250,11 @@ impl WavenetTrainer {
                 "file": f.path.display().to_string(),
                 "samples": [prime_end.saturating_sub(field), prime_end],
             })),
+            "pitch": {
+                "clarity": pitch.clarity,
+                "flatness": pitch.flatness,
+                "frames": pitch.frames,
+            },
             "model": snapshot.config,
             "receptive_field": field,
             "training": self.config,

@@ -271,6 +271,9 @@ fn the_run_folder_gets_metrics_a_plot_samples_and_a_model() {
         assert_eq!(json["model"]["dilations"], serde_json::json!([1, 2, 4, 8]));
         assert_eq!(json["prime"]["set"], "validation");
         assert_eq!(json["training"]["sample_every"], 3);
+        let clarity = json["pitch"]["clarity"].as_f64().expect("pitch clarity recorded");
+        let flatness = json["pitch"]["flatness"].as_f64().expect("flatness recorded");
+        assert!((0.0..=1.0).contains(&clarity) && (0.0..=1.0).contains(&flatness));
     }
     assert!(!run_dir.join(SAMPLES_DIR).join("step-00000007.wav").exists());
 

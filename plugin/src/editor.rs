@@ -128,12 +128,16 @@ impl ReverieEditor {
         }
     }
 
-    fn current_path(&self, kind: ModelKind) -> Option<String> {
-        let slot = match kind {
+    /// Where the plugin keeps the chosen path of a model kind.
+    fn slot(&self, kind: ModelKind) -> &std::sync::RwLock<Option<String>> {
+        match kind {
             ModelKind::Perception => &self.params.perception_model,
             ModelKind::Wavenet => &self.params.wavenet_model,
-        };
-        slot.read().ok().and_then(|p| p.clone())
+        }
+    }
+
+    fn current_path(&self, kind: ModelKind) -> Option<String> {
+        self.slot(kind).read().ok().and_then(|p| p.clone())
     }
 
     /// Makes the browser show the models the plugin is set to use (also
@@ -169,11 +173,7 @@ impl ReverieEditor {
     fn choose(&mut self, kind: ModelKind, path: Option<String>) {
         match ModelInfo::load(kind, path.as_deref()) {
             Ok(info) => {
-                let slot = match kind {
-                    ModelKind::Perception => &self.params.perception_model,
-                    ModelKind::Wavenet => &self.params.wavenet_model,
-                };
-                if let Ok(mut p) = slot.write() {
+                if let Ok(mut p) = self.slot(kind).write() {
                     p.clone_from(&path);
                 }
                 let browser = self.browser_mut(kind);

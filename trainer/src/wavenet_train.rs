@@ -1036,6 +1036,20 @@ impl WavenetTrainer {
         self.config.sample_temperature = c.sample_temperature;
     }
 
+    /// Sets a new base learning rate from the next step on, e.g. a lower one
+    /// for a final phase of a resumed run once the loss has levelled off.
+    /// The optimiser keeps its state; the run then no longer repeats the
+    /// original one exactly, which is why only an explicit flag does this.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(WavenetTrainError::BadConfig(format!(
+                "the learning rate must be positive (got {lr})"
+            )));
+        }
+        self.config.lr = lr;
+        Ok(())
+    }
+
     /// The run's progress.
     pub fn progress(&self) -> &WavenetProgress {
         &self.progress

@@ -206,6 +206,27 @@ fn checkpoint_and_resume_continue_exactly() {
     assert!(worst <= 1e-6, "resumed weights differ by {worst}");
 }
 
+/// A resumed run can be given a new base learning rate: the next step uses
+/// it (the schedule's warm-up and shape stay), and nonsense is refused.
+#[test]
+fn a_resumed_run_takes_a_new_learning_rate() {
+    let data = tone_data();
+    let config = WavenetTrainConfig {
+        lr: 1e-3,
+        warmup_steps: 0,
+        ..tiny_train_config()
+    };
+    let mut trainer = WavenetTrainer::new(tiny_model(64, 4), config, &data).unwrap();
+    trainer.step().unwrap();
+    let before = trainer.learning_rate(1);
+    trainer.set_learning_rate(2.5e-4).unwrap();
+    assert!((trainer.learning_rate(1) / before - 0.25).abs() < 1e-9);
+    assert_eq!(trainer.config().lr, 2.5e-4, "saved with the next checkpoint");
+    assert!(trainer.set_learning_rate(0.0).is_err());
+    assert!(trainer.set_learning_rate(f64::NAN).is_err());
+    trainer.step().unwrap();
+}
+
 #[test]
 fn an_untrained_model_scores_about_ln_256_nats() {
     let data = tone_data();

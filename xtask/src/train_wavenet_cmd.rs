@@ -79,7 +79,8 @@ pub struct TrainWavenetArgs {
     /// Optimiser [default: rmsprop].
     #[arg(long, value_enum)]
     pub optimizer: Option<WavenetOptimizerArg>,
-    /// Learning rate [default: 0.001].
+    /// Learning rate [default: 0.001]. With --resume, a new base rate from
+    /// the next step on (e.g. lower, once the loss has levelled off).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate schedule [default: constant].
@@ -267,7 +268,6 @@ fn resume(
     note_ignored_on_resume(&[
         ("--batch", args.batch.is_some()),
         ("--chunk", args.chunk.is_some()),
-        ("--lr", args.lr.is_some()),
         ("--optimizer", args.optimizer.is_some()),
         ("--schedule", args.schedule.is_some()),
         ("--warmup", args.warmup.is_some()),
@@ -286,6 +286,12 @@ fn resume(
     )?;
     let data = load(&source)?;
     let mut trainer = WavenetTrainer::from_checkpoint(checkpoint, &data)?;
+    if let Some(lr) = args.lr {
+        trainer.set_learning_rate(lr)?;
+        eprintln!(
+            "note: --lr {lr} replaces the checkpoint's learning rate from here on (the optimiser keeps its state)"
+        );
+    }
     warn_if_data_changed(trainer.data_changed(&data), "audio", &source.root);
     trainer.set_source(source);
     eprintln!(

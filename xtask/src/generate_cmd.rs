@@ -75,7 +75,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let pitch = reverie_engine::pitch::pitchedness(&audio, model_rate);
     eprintln!(
         "pitch clarity {:.2}, spectral flatness {:.3} over {} frames (notes: clarity about 0.5 or more, \
-         flatness near 0; noise: clarity under 0.3, flatness about 0.3 or more)",
+         flatness near 0; noise: clarity under 0.3, flatness about 0.2 or more)",
         pitch.clarity, pitch.flatness, pitch.frames
     );
     let mut audio = match (&prime, args.keep_prime) {

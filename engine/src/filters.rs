@@ -117,6 +117,12 @@ pub fn filter_spectra(
     })
 }
 
+/// A level in dB (0 at the top, `floor_db` < 0 at the bottom) as 0..1 for
+/// [`heat`]: how every spectra picture maps magnitude to brightness.
+pub fn db_to_level(db: f32, floor_db: f32) -> f32 {
+    ((db - floor_db) / -floor_db).clamp(0.0, 1.0)
+}
+
 /// The colour scale of the spectra pictures: 0..1 to black, violet, red,
 /// orange, pale yellow. Brightness rises steadily, so it reads in grey too.
 pub fn heat(v: f32) -> [u8; 3] {

@@ -15,6 +15,7 @@ use nice_plug::prelude::*;
 use nice_plug_egui::resizable_window::ResizableWindow;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{baseview, EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier};
+use reverie_engine::filters::db_to_level;
 use reverie_engine::model_file::ModelKind;
 
 use crate::model_info::ModelInfo;
@@ -34,6 +35,9 @@ const SPECTRUM_COLUMNS: usize = 300;
 /// One spectrogram column every this many seconds (300 columns = 6 s).
 const SPECTRUM_HOP: f32 = 0.02;
 const FLOOR_DB: f32 = -90.0;
+/// The filter spectra picture shows 60 dB below each filter's peak, as
+/// `cargo xtask filters` does.
+const FILTERS_FLOOR_DB: f32 = -60.0;
 /// Dreamed windows in the score plot (about a minute at 0.5 s hops).
 const SCORE_WINDOWS: usize = 120;
 
@@ -75,6 +79,8 @@ struct Textures {
     input: TextureHandle,
     output: TextureHandle,
     filters: TextureHandle,
+    /// The spectrogram versions the input and output textures show.
+    drawn: [Option<u64>; 2],
 }
 
 /// One model slot of the browser: a path field and what is loaded.
@@ -191,12 +197,22 @@ impl ReverieEditor {
                 input: ctx.load_texture("input", blank(), TextureOptions::LINEAR),
                 output: ctx.load_texture("output", blank(), TextureOptions::LINEAR),
                 filters: ctx.load_texture("filters", blank(), TextureOptions::LINEAR),
+                drawn: [None; 2],
             }
         });
-        for (spectrogram, texture) in [
+        for ((spectrogram, texture), drawn) in [
             (&self.input, &mut textures.input),
             (&self.output, &mut textures.output),
-        ] {
+        ]
+        .into_iter()
+        .zip(&mut textures.drawn)
+        {
+            // Most frames bring no new column (one every 20 ms, a frame
+            // every 33 ms or less): keep the texture as it is then.
+            if *drawn == Some(spectrogram.version()) {
+                continue;
+            }
+            *drawn = Some(spectrogram.version());
             let columns: Vec<&[f32]> = spectrogram.columns().iter().map(Vec::as_slice).collect();
             let rgba = view::columns_to_rgba(&columns, spectrogram.capacity(), SPECTRUM_ROWS);
             texture.set(
@@ -210,7 +226,7 @@ impl ReverieEditor {
                 let levels: Vec<Vec<f32>> = spectra
                     .db
                     .iter()
-                    .map(|db| db.iter().map(|v| (1.0 - v / -60.0).clamp(0.0, 1.0)).collect())
+                    .map(|db| db.iter().map(|&v| db_to_level(v, FILTERS_FLOOR_DB)).collect())
                     .collect();
                 let columns: Vec<&[f32]> = levels.iter().map(Vec::as_slice).collect();
                 let (w, h) = (columns.len(), spectra.bins());

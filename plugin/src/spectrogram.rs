@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use reverie_engine::filters::db_to_level;
 use rustfft::num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 
@@ -30,6 +31,9 @@ pub struct Spectrogram {
     buf: Vec<Complex32>,
     columns: VecDeque<Vec<f32>>,
     max_columns: usize,
+    /// Bumped whenever `columns` changes, so a picture of them is redrawn
+    /// only then.
+    version: u64,
 }
 
 impl Spectrogram {
@@ -71,6 +75,7 @@ impl Spectrogram {
             window,
             columns: VecDeque::with_capacity(columns),
             max_columns: columns.max(1),
+            version: 0,
         }
     }
 
@@ -103,20 +108,25 @@ impl Spectrogram {
                     .iter()
                     .map(|c| c.norm())
                     .fold(0.0f32, f32::max);
-                let db = 20.0 * (peak * self.scale).max(1e-12).log10();
-                (1.0 - db / self.floor_db).clamp(0.0, 1.0)
+                db_to_level(20.0 * (peak * self.scale).max(1e-12).log10(), self.floor_db)
             })
             .collect();
         if self.columns.len() == self.max_columns {
             self.columns.pop_front();
         }
         self.columns.push_back(column);
+        self.version += 1;
     }
 
     /// The columns so far, oldest first; each is a level per row, lowest
     /// frequency first.
     pub fn columns(&self) -> &VecDeque<Vec<f32>> {
         &self.columns
+    }
+
+    /// Changes whenever the columns do.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Most columns kept.
@@ -131,7 +141,7 @@ impl Spectrogram {
 
     /// Level (0..1) of a sine at `db` dB relative to full scale.
     pub fn level_of_db(&self, db: f32) -> f32 {
-        (1.0 - db / self.floor_db).clamp(0.0, 1.0)
+        db_to_level(db, self.floor_db)
     }
 
     /// Forgets everything (e.g. when the host's rate changes).
@@ -139,6 +149,7 @@ impl Spectrogram {
         self.pending.clear();
         self.columns.clear();
         self.since_last = 0;
+        self.version += 1;
     }
 }
 
@@ -190,6 +201,11 @@ mod tests {
         assert_eq!(s.columns().len(), 4);
         s.push(vec![0.0; 100 * 480]);
         assert_eq!(s.columns().len(), 10, "only the last 10 are kept");
+        let version = s.version();
+        s.push(vec![0.0; 479]);
+        assert_eq!(s.version(), version, "no new column, same version");
+        s.push(vec![0.0; 1]);
+        assert_ne!(s.version(), version);
     }
 
     #[test]

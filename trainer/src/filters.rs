@@ -4,7 +4,7 @@
 //! magnitude in dB), as in figures 2 and 3 of the Audio DeepDream paper.
 
 pub use reverie_engine::filters::{
-    default_fft_len, filter_spectra, first_layer_kernels, heat, FilterSpectra, FiltersError,
+    db_to_level, default_fft_len, filter_spectra, first_layer_kernels, heat, FilterSpectra, FiltersError,
 };
 
 use crate::plot::{text_height, text_width, Image};
@@ -46,7 +46,7 @@ pub fn render_filters(spectra: &FilterSpectra, opts: &FilterImageOptions) -> Ima
     let floor = opts.floor_db.min(-1e-3);
     for (col, db) in spectra.db.iter().enumerate() {
         for (bin, &v) in db.iter().enumerate() {
-            let level = ((v - floor) / -floor).clamp(0.0, 1.0);
+            let level = db_to_level(v, floor);
             let colour = heat(level);
             // Low frequencies at the bottom, as on a spectrogram.
             let y = (t + bins - 1 - bin) as i64;

@@ -463,14 +463,13 @@ impl Renderer {
         config: &RenderConfig,
     ) -> Result<Vec<f32>, RenderError> {
         config.validate()?;
-        let family = stream;
         let synth_rate = config.sample_rate.max(16_000);
         let synth_len = (f64::from(config.clip_seconds) * f64::from(synth_rate)).round() as usize;
         // A rare draw (a program with no sample in the chosen register, a
         // very quiet patch) can come out silent; redraw with the next
         // sub-seed rather than write a silent example.
         for attempt in 0..8u64 {
-            let mut rng = ChaCha8Rng::seed_from_u64(clip_seed(config.seed, family, index, attempt));
+            let mut rng = ChaCha8Rng::seed_from_u64(clip_seed(config.seed, stream, index, attempt));
             let phrase = phrase(fam, &mut rng, f64::from(config.clip_seconds));
             let mut audio = self.play(&phrase, synth_rate, synth_len)?;
             if synth_rate != config.sample_rate {

@@ -37,7 +37,13 @@ pub fn pitchedness(x: &[f32], rate: u32) -> Pitchedness {
     let ifft = FftPlanner::<f32>::new().plan_fft_inverse(2 * len);
     let mut buf = vec![Complex32::default(); 2 * len];
     let (mut clarity, mut flatness) = (Vec::new(), Vec::new());
-    for frame in x.chunks_exact(len) {
+    let mut frame = vec![0.0f32; len];
+    for raw in x.chunks_exact(len) {
+        // Without its offset: a constant (a WaveNet stuck on one value) is
+        // silence to the ear, and its autocorrelation would read as a
+        // perfectly steady pitch.
+        let mean = raw.iter().sum::<f32>() / len as f32;
+        frame.iter_mut().zip(raw).for_each(|(f, v)| *f = v - mean);
         let rms = (frame.iter().map(|v| v * v).sum::<f32>() / len as f32).sqrt();
         // NaN compares false: a broken frame is skipped like a quiet one.
         if rms.is_nan() || rms < QUIET {
@@ -48,7 +54,7 @@ pub fn pitchedness(x: &[f32], rate: u32) -> Pitchedness {
         // slope of smooth noise, which would otherwise look periodic over
         // a few milliseconds; a note's periodicity survives it.
         let mut previous = frame[0];
-        for ((b, &v), w) in buf.iter_mut().zip(frame).zip(&window) {
+        for ((b, &v), w) in buf.iter_mut().zip(&frame).zip(&window) {
             b.re = (v - 0.97 * previous) * w;
             previous = v;
         }
@@ -122,5 +128,12 @@ mod tests {
 
         let silence = pitchedness(&vec![0.0; rate as usize], rate);
         assert_eq!((silence.frames, silence.clarity), (0, 0.0));
+
+        // A constant is silence too, and an offset does not hide a note.
+        let stuck = pitchedness(&vec![-0.1; rate as usize], rate);
+        assert_eq!((stuck.frames, stuck.clarity), (0, 0.0));
+        let offset: Vec<f32> = note.iter().map(|v| v + 0.2).collect();
+        assert_eq!(pitchedness(&offset, rate).frames, 15);
+        assert!((pitchedness(&offset, rate).clarity - p.clarity).abs() < 0.02);
     }
 }

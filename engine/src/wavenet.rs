@@ -40,6 +40,9 @@ pub const MAX_CHANNELS: usize = 4096;
 /// able to make the loader exhaust memory.
 pub const MAX_QUEUE_FLOATS: usize = 1 << 28;
 
+/// The name of a freshly initialised model, before a training run names it.
+pub const UNTRAINED_NAME: &str = "untrained WaveNet";
+
 /// Architecture of a WaveNet. Stored in the model file together with its
 /// receptive field, which is checked against the dilations on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -474,7 +477,7 @@ impl WavenetModel {
         let meta = ModelMeta {
             format_version: FORMAT_VERSION,
             kind: ModelKind::Wavenet,
-            name: "untrained WaveNet".into(),
+            name: UNTRAINED_NAME.into(),
             sample_rate,
             class_names: Vec::new(),
             config: serde_json::to_value(&config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?,

@@ -366,7 +366,17 @@ pub struct RenderConfig {
     pub seed: u64,
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
+    /// Colour every clip with a random room (the synthesiser's reverb and
+    /// chorus, an added reverb), tone, noise floor and peak level, so a
+    /// classifier learns the instrument rather than the recording. Off, a
+    /// clip is the dry instrument peaking at [`DRY_PEAK`]: what a WaveNet
+    /// learns from, since every bit of reverb and noise it has to model is
+    /// unpredictable detail it would otherwise spend its capacity on.
+    pub colour: bool,
 }
+
+/// Peak level of a clip rendered without colouring (-3 dBFS).
+pub const DRY_PEAK: f32 = 0.708;
 
 impl Default for RenderConfig {
     fn default() -> Self {
@@ -376,6 +386,7 @@ impl Default for RenderConfig {
             clips_per_class: 200,
             seed: 0,
             threads: 0,
+            colour: true,
         }
     }
 }
@@ -471,14 +482,19 @@ impl Renderer {
         for attempt in 0..8u64 {
             let mut rng = ChaCha8Rng::seed_from_u64(clip_seed(config.seed, stream, index, attempt));
             let phrase = phrase(fam, &mut rng, f64::from(config.clip_seconds));
-            let mut audio = self.play(&phrase, synth_rate, synth_len)?;
+            let mut audio = self.play(&phrase, synth_rate, synth_len, config.colour)?;
             if synth_rate != config.sample_rate {
                 audio = reverie_engine::resample::resample_clip(&audio, synth_rate, config.sample_rate)
                     .map_err(|e| RenderError::Resample(e.0))?;
                 audio.resize(config.clip_len(), 0.0);
             }
-            if peak(&audio) > 1e-4 {
-                colour(&mut audio, config.sample_rate, &mut rng);
+            let p = peak(&audio);
+            if p > 1e-4 {
+                if config.colour {
+                    colour(&mut audio, config.sample_rate, &mut rng);
+                } else {
+                    audio.iter_mut().for_each(|v| *v *= DRY_PEAK / p);
+                }
                 return Ok(audio);
             }
         }
@@ -537,8 +553,9 @@ impl Renderer {
 
     /// Plays a phrase through a fresh synthesiser (so no state carries over
     /// from another clip) and mixes it to mono.
-    fn play(&self, phrase: &Phrase, rate: u32, len: usize) -> Result<Vec<f32>, RenderError> {
-        let settings = SynthesizerSettings::new(rate as i32);
+    fn play(&self, phrase: &Phrase, rate: u32, len: usize, effects: bool) -> Result<Vec<f32>, RenderError> {
+        let mut settings = SynthesizerSettings::new(rate as i32);
+        settings.enable_reverb_and_chorus = effects;
         let mut synth =
             Synthesizer::new(&self.font, &settings).map_err(|e| RenderError::Synth(e.to_string()))?;
         let (mut left, mut right) = (vec![0.0f32; len], vec![0.0f32; len]);

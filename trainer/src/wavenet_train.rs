@@ -420,7 +420,8 @@ fn load_file(path: &Path, source: &WavenetDataSource) -> Result<Vec<f32>, String
 }
 
 /// Renders `clips` solo piano phrases of `seconds` each with helper
-/// [`Renderer`] (acoustic grand pianos, [`SOLO_PIANO`]) into
+/// [`Renderer`] (acoustic grand pianos, [`SOLO_PIANO`]), dry (no reverb,
+/// chorus, noise floor or level changes: see [`RenderConfig::colour`]) into
 /// `dir/piano-NNNN.wav` (16-bit mono at `sample_rate`). Deterministic for a
 /// seed. `progress` is called after each clip, from worker threads.
 pub fn render_piano(
@@ -440,6 +441,7 @@ pub fn render_piano(
         clips_per_class: clips.max(1),
         seed,
         threads: 0,
+        colour: false,
     };
     let renderer = Renderer::load(&ensure_soundfont()?)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -1005,6 +1007,11 @@ impl WavenetTrainer {
     /// Whether `data` differs from the data the run started on.
     pub fn data_changed(&self, data: &WavenetData) -> bool {
         self.progress.data != data.fingerprint()
+    }
+
+    /// Names the model; checkpoints keep the name, so a resumed run does too.
+    pub fn set_name(&mut self, name: String) {
+        self.model.meta.name = name;
     }
 
     /// The model as trained so far (its tensors are the trainable variables).

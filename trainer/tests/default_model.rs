@@ -25,6 +25,7 @@ fn clip(renderer: &Renderer, family: usize, rate: u32) -> Vec<f32> {
         clips_per_class: 1,
         seed: FRESH_SEED,
         threads: 1,
+        colour: true,
     };
     renderer.render_clip(family, 0, &config).expect("renders")
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use reverie_trainer::dataset::{load_dataset, DatasetConfig, Split};
-use reverie_trainer::render::{ensure_soundfont, RenderConfig, Renderer, FAMILIES};
+use reverie_trainer::render::{ensure_soundfont, RenderConfig, Renderer, DRY_PEAK, FAMILIES, SOLO_PIANO};
 
 fn renderer() -> &'static Renderer {
     static R: OnceLock<Renderer> = OnceLock::new();
@@ -24,6 +24,7 @@ fn small(seed: u64) -> RenderConfig {
         clips_per_class: 2,
         seed,
         threads: 2,
+        colour: true,
     }
 }
 
@@ -176,4 +177,53 @@ fn clips_are_finite_and_other_rates_have_the_right_length() {
             }
         )
         .is_err());
+}
+
+#[test]
+fn dry_clips_are_the_same_notes_without_room_noise_or_level() {
+    let r = renderer();
+    let cfg = RenderConfig {
+        clip_seconds: 1.0,
+        ..small(5)
+    };
+    let dry_cfg = RenderConfig {
+        colour: false,
+        ..cfg.clone()
+    };
+    let peak = |x: &[f32]| x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // Loudness envelope in 50 ms blocks.
+    let envelope = |x: &[f32]| -> Vec<f64> {
+        x.chunks(800)
+            .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt())
+            .collect()
+    };
+    let (mut dry, mut coloured) = (Vec::new(), Vec::new());
+    for index in 0..4 {
+        let d = r.render_family_clip(&SOLO_PIANO, 0, index, &dry_cfg).unwrap();
+        let c = r.render_family_clip(&SOLO_PIANO, 0, index, &cfg).unwrap();
+        assert_eq!(d.len(), 16_000);
+        assert!((peak(&d) - DRY_PEAK).abs() < 1e-5, "{}", peak(&d));
+        assert_ne!(d, c);
+        assert_eq!(d, r.render_family_clip(&SOLO_PIANO, 0, index, &dry_cfg).unwrap());
+        dry.push(d);
+        coloured.push(c);
+    }
+    for i in 0..4 {
+        // The same phrase: the envelopes rise and fall together (the room
+        // and tone only smear and tilt them), more than with another one.
+        let same = correlation(&envelope(&dry[i]), &envelope(&coloured[i]));
+        let other = correlation(&envelope(&dry[i]), &envelope(&coloured[(i + 1) % 4]));
+        assert!(same > 0.8 && same > other, "phrase {i}: {same} vs {other}");
+    }
+    // Coloured clips vary their level; dry ones never do.
+    let levels: Vec<f32> = coloured.iter().map(|c| peak(c)).collect();
+    assert!(levels.iter().any(|p| (p - DRY_PEAK).abs() > 0.01), "{levels:?}");
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let var = |x: &[f64], m: f64| x.iter().map(|v| (v - m) * (v - m)).sum::<f64>();
+    cov / (var(a, ma) * var(b, mb)).sqrt()
 }

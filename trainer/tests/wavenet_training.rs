@@ -185,12 +185,18 @@ fn checkpoint_and_resume_continue_exactly() {
     for _ in 0..k {
         first.step().unwrap();
     }
+    first.set_name("étude".into());
     let bytes = first.checkpoint().unwrap().to_bytes().unwrap();
     drop(first);
     let checkpoint = WavenetCheckpoint::from_bytes(&bytes, Path::new("mem"), &Device::Cpu).unwrap();
     assert_eq!(checkpoint.progress.step, k);
     let mut resumed = WavenetTrainer::from_checkpoint(checkpoint, &data).unwrap();
     assert!(!resumed.data_changed(&data));
+    assert_eq!(
+        resumed.model().meta.name,
+        "étude",
+        "the run's name survives a resume"
+    );
     for _ in k..n {
         resumed.step().unwrap();
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
 use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
 use reverie_trainer::wavenet_train::{
     adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, WavenetCheckpoint, WavenetData,
@@ -152,10 +152,18 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
     apply_schedule_flags(args, &mut trainer);
     describe(&trainer, &data, &compute.description, &run_dir);
 
+    // A resumed run keeps the name its first run gave (stored in the
+    // checkpoint) unless --name renames it.
+    let resumed_name = match (&args.resume, trainer.model().meta.name.as_str()) {
+        (Some(_), name) if !name.is_empty() && name != UNTRAINED_NAME => Some(name.to_string()),
+        _ => None,
+    };
     let name = args
         .name
         .clone()
+        .or(resumed_name)
         .unwrap_or_else(|| file_stem_or(&args.out, "wavenet"));
+    trainer.set_name(name.clone());
     create_parent_dir(&args.out)?;
     let opts = WavenetRunOptions {
         run: RunOptions {

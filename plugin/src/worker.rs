@@ -93,9 +93,11 @@ fn run(
     let mut inp = vec![0.0f32; CHUNK];
     let mut out = vec![0.0f32; CHUNK];
     let mut pace = Pace::default();
+    // Waiting input known to hold no reset marker (see skip_stale_input).
+    let mut clean = 0;
     while !stop.load(Ordering::Acquire) {
         job.prepare();
-        skip_stale_input(job, input, output);
+        skip_stale_input(job, input, output, &mut clean);
         let n = input.slots().min(output.slots()).min(CHUNK);
         if n == 0 {
             // Idle: nothing to do until the audio thread sends more.
@@ -107,6 +109,7 @@ fn run(
         inp[..a.len()].copy_from_slice(a);
         inp[a.len()..n].copy_from_slice(b);
         chunk.commit_all();
+        clean = clean.saturating_sub(n);
         let began = Instant::now();
         // Split at reset markers so each segment belongs to one stream.
         let mut start = 0;
@@ -174,7 +177,12 @@ impl Pace {
 /// output the audio thread discards anyway, so it is dropped unprocessed
 /// (the markers are echoed): the new stream starts at once instead of after
 /// the worker has worked through the backlog.
-fn skip_stale_input(job: &mut impl Job, input: &mut Consumer<f32>, output: &mut Producer<f32>) {
+fn skip_stale_input(
+    job: &mut impl Job,
+    input: &mut Consumer<f32>,
+    output: &mut Producer<f32>,
+    clean: &mut usize,
+) {
     let waiting = input.slots();
     if waiting <= CHUNK {
         return;
@@ -183,19 +191,21 @@ fn skip_stale_input(job: &mut impl Job, input: &mut Consumer<f32>, output: &mut 
         return;
     };
     let (a, b) = chunk.as_slices();
-    let last = b
-        .iter()
-        .rposition(|v| v.is_nan())
-        .map(|p| a.len() + p)
-        .or_else(|| a.iter().rposition(|v| v.is_nan()));
-    let Some(last) = last else {
+    let at = |i: usize| if i < a.len() { a[i] } else { b[i - a.len()] };
+    // The first `clean` samples were scanned on an earlier turn: while the
+    // worker is behind, each sample is looked at once, not once per turn.
+    let from = (*clean).min(waiting);
+    let Some(last) = (from..waiting).rev().find(|&i| at(i).is_nan()) else {
+        *clean = waiting;
         return;
     };
-    let markers = a.iter().chain(b).take(last + 1).filter(|v| v.is_nan()).count();
+    let markers = (from..=last).filter(|&i| at(i).is_nan()).count();
     if output.slots() < markers {
+        *clean = from;
         return;
     }
     chunk.commit(last + 1);
+    *clean = waiting - last - 1;
     job.reset();
     for _ in 0..markers {
         let _ = output.push(f32::NAN);
@@ -261,9 +271,11 @@ mod tests {
             tx.push(2.0).unwrap();
         }
         let mut job = Counting::default();
-        skip_stale_input(&mut job, &mut input, &mut output);
+        let mut clean = 0;
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
         assert_eq!((job.processed, job.resets), (0, 1));
         assert_eq!(input.slots(), 10, "only the new stream is left");
+        assert_eq!(clean, 10, "and it holds no marker");
         let echoed: Vec<f32> = std::iter::from_fn(|| rx.pop().ok()).collect();
         assert_eq!(echoed.len(), 2);
         assert!(echoed.iter().all(|v| v.is_nan()));
@@ -277,13 +289,54 @@ mod tests {
             tx.push(0.25).unwrap();
         }
         let mut job = Counting::default();
-        skip_stale_input(&mut job, &mut input, &mut output);
+        let mut clean = 0;
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
         assert_eq!((input.slots(), rx.slots(), job.resets), (3 * CHUNK, 0, 0));
+        assert_eq!(clean, 3 * CHUNK);
         // Under a chunk waiting: the marker is handled in order by `run`.
         let (mut tx, mut input) = rtrb::RingBuffer::new(4 * CHUNK);
         tx.push(f32::NAN).unwrap();
         tx.push(0.25).unwrap();
-        skip_stale_input(&mut job, &mut input, &mut output);
+        let mut clean = 0;
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
         assert_eq!((input.slots(), job.resets), (2, 0));
+    }
+
+    /// A marker arriving after the backlog was scanned is still found, and
+    /// the scanned part is trusted: a NaN planted in it (which the audio
+    /// thread never sends unannounced) is not looked for again.
+    #[test]
+    fn only_new_input_is_scanned_for_markers() {
+        let (mut tx, mut input) = rtrb::RingBuffer::new(8 * CHUNK);
+        let (mut output, mut rx) = rtrb::RingBuffer::new(8 * CHUNK);
+        let mut job = Counting::default();
+        let mut clean = 0;
+        for _ in 0..2 * CHUNK {
+            tx.push(0.5).unwrap();
+        }
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
+        assert_eq!((clean, job.resets), (2 * CHUNK, 0));
+        // `run` reads a chunk: the clean count follows the read position.
+        input.read_chunk(CHUNK).unwrap().commit_all();
+        clean -= CHUNK;
+        tx.push(f32::NAN).unwrap();
+        for _ in 0..CHUNK {
+            tx.push(1.0).unwrap();
+        }
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
+        assert_eq!((job.resets, input.slots(), clean), (1, CHUNK, CHUNK));
+        assert!(rx.pop().unwrap().is_nan() && rx.pop().is_err());
+        // Told that 2 chunks are clean, it does not look there again.
+        let (mut tx, mut input) = rtrb::RingBuffer::new(8 * CHUNK);
+        tx.push(f32::NAN).unwrap();
+        for _ in 0..2 * CHUNK {
+            tx.push(0.5).unwrap();
+        }
+        let mut clean = 2 * CHUNK;
+        skip_stale_input(&mut job, &mut input, &mut output, &mut clean);
+        assert_eq!(
+            (job.resets, input.slots(), clean),
+            (1, 2 * CHUNK + 1, 2 * CHUNK + 1)
+        );
     }
 }

@@ -10,6 +10,7 @@ mod filters_cmd;
 mod generate_cmd;
 mod init_model;
 mod models;
+mod pitch_cmd;
 mod progress;
 mod train_cmd;
 mod train_run;
@@ -39,6 +40,8 @@ enum Command {
     Filters(filters_cmd::FiltersArgs),
     /// Generate audio with a WaveNet (default: the embedded one).
     Generate(generate_cmd::GenerateArgs),
+    /// How pitched audio files are (notes or noise): pitch clarity and spectral flatness.
+    Pitch(pitch_cmd::PitchArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(TrainCommand::Wavenet(args)) => train_wavenet_cmd::run(&args),
         Command::Filters(args) => filters_cmd::run(&args),
         Command::Generate(args) => generate_cmd::run(&args),
+        Command::Pitch(args) => pitch_cmd::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),
         Command::Bundle(args) => bundle::bundle(&args),

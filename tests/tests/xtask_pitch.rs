@@ -1,0 +1,79 @@
+//! `cargo xtask pitch` tells a note from noise in real files, at any rate
+//! and channel count.
+
+use std::path::Path;
+
+use hound::{SampleFormat, WavSpec};
+use reverie_tests::{cargo_xtask, scratch};
+
+fn write(path: &Path, rate: u32, channels: u16, sample: impl Fn(usize) -> f32) {
+    let spec = WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..rate as usize {
+        let v = sample(i);
+        for _ in 0..channels {
+            w.write_sample((v * 32_000.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// (clarity, flatness) from a line `PATH: clarity C, flatness F, N frames`.
+fn measures(stdout: &str, file: &Path) -> (f32, f32) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(file.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no line for {}:\n{stdout}", file.display()));
+    let number = |key: &str| -> f32 {
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split(|c: char| c == ',' || c.is_whitespace())
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (number("clarity "), number("flatness "))
+}
+
+#[test]
+fn pitch_tells_a_note_from_noise() {
+    let dir = scratch("xtask-pitch");
+    let note = dir.join("note.wav");
+    let noise = dir.join("noise.wav");
+    // A 330 Hz tone with harmonics, stereo at 48 kHz.
+    write(&note, 48_000, 2, |i| {
+        let t = i as f32 / 48_000.0;
+        (1..5)
+            .map(|h| 0.2 / h as f32 * (std::f32::consts::TAU * 330.0 * h as f32 * t).sin())
+            .sum()
+    });
+    // Deterministic white-ish noise (a linear congruential generator).
+    let mut state = 12_345u32;
+    let values: Vec<f32> = (0..16_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    write(&noise, 16_000, 1, |i| 0.5 * values[i]);
+
+    let out = cargo_xtask(&["pitch", note.to_str().unwrap(), noise.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (clarity, flatness) = measures(&stdout, &note);
+    assert!(clarity > 0.85 && flatness < 0.05, "note: {clarity} {flatness}");
+    let (clarity, flatness) = measures(&stdout, &noise);
+    assert!(clarity < 0.3 && flatness > 0.2, "noise: {clarity} {flatness}");
+    assert!(stdout.contains("median of 2 files"), "{stdout}");
+
+    let missing = dir.join("missing.wav");
+    let out = cargo_xtask(&["pitch", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

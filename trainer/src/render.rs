@@ -169,6 +169,18 @@ pub const SOLO_PIANO: Family = Family {
     sustained: false,
 };
 
+/// One acoustic grand playing single-line melodies in the octave and a
+/// bit above middle C (C4 to D5): a small vocabulary of notes, each heard
+/// over and over, which a WaveNet learns to play in the few hours a CPU
+/// can give it (the wide [`SOLO_PIANO`] needs days of a GPU).
+pub const PIANO_MELODIES: Family = Family {
+    name: "piano",
+    voices: &[(0, 60, 74)],
+    percussion: false,
+    style_weights: [1, 0, 0],
+    sustained: false,
+};
+
 /// The rendered families, in class order.
 pub const FAMILIES: [Family; 10] = [
     Family {

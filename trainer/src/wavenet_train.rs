@@ -55,7 +55,9 @@ use crate::mono_wav::write_mono_wav;
 use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, Param};
 use crate::parallel::run_jobs;
 use crate::plot::PlotError;
-use crate::render::{ensure_soundfont, RenderConfig, RenderError, Renderer, FAMILIES, SOLO_PIANO};
+use crate::render::{
+    ensure_soundfont, Family, RenderConfig, RenderError, Renderer, FAMILIES, PIANO_MELODIES, SOLO_PIANO,
+};
 use crate::run_folder::{log_loss, write_atomically, write_loss_plot};
 use crate::train::{rng_for, LrSchedule, RunOptions, RunOutcome};
 
@@ -419,13 +421,34 @@ fn load_file(path: &Path, source: &WavenetDataSource) -> Result<Vec<f32>, String
     Ok(samples)
 }
 
-/// Renders `clips` solo piano phrases of `seconds` each with helper
-/// [`Renderer`] (acoustic grand pianos, [`SOLO_PIANO`]), dry (no reverb,
-/// chorus, noise floor or level changes: see [`RenderConfig::colour`]) into
-/// `dir/piano-NNNN.wav` (16-bit mono at `sample_rate`). Deterministic for a
-/// seed. `progress` is called after each clip, from worker threads.
+/// What rendered solo piano plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PianoStyle {
+    /// Melodies, chords and ostinatos over the whole keyboard, on both
+    /// acoustic grands ([`SOLO_PIANO`]).
+    Phrases,
+    /// Single-line melodies from C4 to D5 on one grand ([`PIANO_MELODIES`]).
+    Melodies,
+}
+
+impl PianoStyle {
+    /// The instrument family that renders this style.
+    pub fn family(self) -> &'static Family {
+        match self {
+            PianoStyle::Phrases => &SOLO_PIANO,
+            PianoStyle::Melodies => &PIANO_MELODIES,
+        }
+    }
+}
+
+/// Renders `clips` solo piano clips of `seconds` each in `style` with helper
+/// [`Renderer`], dry (no reverb, chorus, noise floor or level changes: see
+/// [`RenderConfig::colour`]) into `dir/piano-NNNN.wav` (16-bit mono at
+/// `sample_rate`). Deterministic for a seed. `progress` is called after
+/// each clip, from worker threads.
 pub fn render_piano(
     dir: &Path,
+    style: PianoStyle,
     clips: usize,
     seconds: f32,
     sample_rate: u32,
@@ -450,7 +473,7 @@ pub fn render_piano(
         .min(clips.max(1));
     let render = |index: usize| -> Result<()> {
         let path = dir.join(format!("piano-{index:04}.wav"));
-        let clip = renderer.render_family_clip(&SOLO_PIANO, family, index, &config)?;
+        let clip = renderer.render_family_clip(style.family(), family, index, &config)?;
         Ok(write_mono_wav(&path, clip, sample_rate)?)
     };
     run_jobs(clips, threads, render, progress)?;

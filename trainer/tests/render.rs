@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use reverie_engine::pitch::pitchedness;
 use reverie_trainer::dataset::{load_dataset, DatasetConfig, Split};
 use reverie_trainer::render::{ensure_soundfont, RenderConfig, Renderer, DRY_PEAK, FAMILIES, SOLO_PIANO};
+use reverie_trainer::wavenet_train::{render_piano, PianoStyle};
 
 fn renderer() -> &'static Renderer {
     static R: OnceLock<Renderer> = OnceLock::new();
@@ -226,4 +228,38 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
     let var = |x: &[f64], m: f64| x.iter().map(|v| (v - m) * (v - m)).sum::<f64>();
     cov / (var(a, ma) * var(b, mb)).sqrt()
+}
+
+/// The WaveNet's piano: numbered files, dry, and the melodies style is a
+/// single clear line where the phrases style has chords and wide ranges.
+#[test]
+fn rendered_piano_styles_are_files_the_wavenet_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clarity = Vec::new();
+    for style in [PianoStyle::Phrases, PianoStyle::Melodies] {
+        let out = dir.path().join(format!("{style:?}"));
+        let count = AtomicUsize::new(0);
+        let done = render_piano(&out, style, 6, 2.0, 16_000, 3, &|| {
+            count.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!((done, count.load(Ordering::Relaxed)), (6, 6));
+        let mut measures = Vec::new();
+        for i in 0..6 {
+            let mut r = hound::WavReader::open(out.join(format!("piano-{i:04}.wav"))).unwrap();
+            assert_eq!((r.spec().channels, r.spec().sample_rate), (1, 16_000));
+            let x: Vec<f32> = r
+                .samples::<i16>()
+                .map(|s| f32::from(s.unwrap()) / 32_768.0)
+                .collect();
+            assert_eq!(x.len(), 32_000);
+            let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!((peak - DRY_PEAK).abs() < 1e-3, "{peak}");
+            measures.push(pitchedness(&x, 16_000).clarity);
+        }
+        measures.sort_by(f32::total_cmp);
+        clarity.push(measures[3]);
+    }
+    assert!(clarity[1] > 0.75, "melodies: {clarity:?}");
+    assert!(clarity[1] > clarity[0], "{clarity:?}");
 }

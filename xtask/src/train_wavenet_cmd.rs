@@ -11,9 +11,9 @@ use anyhow::{bail, Context};
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
 use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
 use reverie_trainer::wavenet_train::{
-    adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, WavenetCheckpoint, WavenetData,
-    WavenetDataSource, WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions, WavenetStep,
-    WavenetTrainConfig, WavenetTrainer, CHECKPOINT_FILE,
+    adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, PianoStyle, WavenetCheckpoint,
+    WavenetData, WavenetDataSource, WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions,
+    WavenetStep, WavenetTrainConfig, WavenetTrainer, CHECKPOINT_FILE,
 };
 
 use crate::progress::{styled_bar, LossBar};
@@ -60,6 +60,9 @@ pub struct TrainWavenetArgs {
     /// Length of each rendered piano phrase in seconds.
     #[arg(long, default_value_t = 4.0)]
     pub piano_seconds: f32,
+    /// What the rendered piano plays.
+    #[arg(long, value_enum, default_value_t = PianoStyleArg::Phrases)]
+    pub piano_style: PianoStyleArg,
     /// Architecture as a JSON file (the `config` object of a WaveNet model
     /// file; receptive_field may be left out). Default: 1..512 twice, 32
     /// residual and dilation channels, 128 skip channels, 256 classes.
@@ -140,6 +143,16 @@ pub struct TrainWavenetArgs {
     /// Train on the GPU when this build has CUDA support and one is present.
     #[arg(long)]
     pub gpu: bool,
+}
+
+/// `--piano-style`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PianoStyleArg {
+    /// Melodies, chords and ostinatos over the whole keyboard, two grands.
+    Phrases,
+    /// Single-line melodies from C4 to D5 on one grand: few notes, each
+    /// heard often, so a CPU's hours of training suffice to learn them.
+    Melodies,
 }
 
 /// Runs `cargo xtask train wavenet`.
@@ -329,8 +342,13 @@ fn render_if_empty(root: &Path, clips: usize, args: &TrainWavenetArgs) -> anyhow
         "{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}",
     );
     let started = Instant::now();
+    let style = match args.piano_style {
+        PianoStyleArg::Phrases => PianoStyle::Phrases,
+        PianoStyleArg::Melodies => PianoStyle::Melodies,
+    };
     render_piano(
         root,
+        style,
         clips,
         args.piano_seconds,
         args.rate,

@@ -18,6 +18,7 @@ pub mod pitch;
 pub mod resample;
 mod rng;
 pub mod sampler;
+pub mod spectrogram;
 pub mod streaming;
 pub mod wav;
 pub mod wavenet;

@@ -20,10 +20,10 @@ use reverie_engine::model_file::ModelKind;
 
 use crate::model_info::ModelInfo;
 use crate::params::{ReverieParams, TargetNames, WavenetMode};
-use crate::spectrogram::Spectrogram;
 use crate::status::Status;
 use crate::telemetry::Taps;
 use crate::view::{self, ScoreHistory, StatusSnapshot};
+use reverie_engine::spectrogram::Spectrogram;
 
 /// The editor's size when first opened, in logical pixels.
 pub const SIZE: (u32, u32) = (980, 700);

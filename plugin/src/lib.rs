@@ -12,7 +12,6 @@ mod models;
 pub mod params;
 pub mod sampler_worker;
 pub mod session;
-pub mod spectrogram;
 pub mod status;
 pub mod telemetry;
 pub mod view;

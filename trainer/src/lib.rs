@@ -18,6 +18,7 @@ mod parallel;
 pub mod plot;
 pub mod render;
 mod run_folder;
+pub mod spectrogram_png;
 pub mod train;
 pub mod wavenet_train;
 

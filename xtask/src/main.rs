@@ -12,6 +12,7 @@ mod init_model;
 mod models;
 mod pitch_cmd;
 mod progress;
+mod spectrogram_cmd;
 mod train_cmd;
 mod train_run;
 mod train_wavenet_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// How pitched audio files are (notes or noise): pitch clarity and spectral flatness.
     Pitch(pitch_cmd::PitchArgs),
+    /// Draw audio files as spectrograms stacked in one PNG, labelled with their pitch measures.
+    Spectrogram(spectrogram_cmd::SpectrogramArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
     Demo(demo::DemoArgs),
     /// Write a randomly initialised (untrained) perception model file.
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Filters(args) => filters_cmd::run(&args),
         Command::Generate(args) => generate_cmd::run(&args),
         Command::Pitch(args) => pitch_cmd::run(&args),
+        Command::Spectrogram(args) => spectrogram_cmd::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),
         Command::Bundle(args) => bundle::bundle(&args),

@@ -1,5 +1,5 @@
 //! `cargo xtask pitch` tells a note from noise in real files, at any rate
-//! and channel count.
+//! and channel count; `cargo xtask spectrogram` draws them.
 
 use std::path::Path;
 
@@ -75,5 +75,32 @@ fn pitch_tells_a_note_from_noise() {
     let out = cargo_xtask(&["pitch", missing.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    // One strip per file, 10 ms per pixel column.
+    let png = dir.join("pictures/both.png");
+    let out = cargo_xtask(&[
+        "spectrogram",
+        note.to_str().unwrap(),
+        noise.to_str().unwrap(),
+        "--seconds",
+        "0.5",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert_eq!((info.width, info.height), (16 + 50, 8 + 2 * (16 + 180 + 8)));
+    let out = cargo_xtask(&[
+        "spectrogram",
+        note.to_str().unwrap(),
+        "--seconds",
+        "0",
+        "-o",
+        "x.png",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,12 +1,12 @@
-//! A scrolling spectrogram for the editor: short-time spectra of a stream
-//! on a logarithmic frequency axis, as levels from 0 (the floor) to 1
-//! (full scale). Runs on the editor's thread, on what the scope ring
-//! delivered; nothing here runs while the editor is closed.
+//! A scrolling spectrogram: short-time spectra of a stream on a
+//! logarithmic frequency axis, as levels from 0 (the floor) to 1 (full
+//! scale). The editor feeds it what the scope ring delivered (on its own
+//! thread, only while open); `cargo xtask spectrogram` feeds it files.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use reverie_engine::filters::db_to_level;
+use crate::filters::db_to_level;
 use rustfft::num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 

@@ -1,0 +1,74 @@
+//! `cargo xtask spectrogram`: audio files as spectrograms stacked in one
+//! PNG, each labelled with its name and pitch measures, e.g. a WaveNet's
+//! training data above what it generates.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use reverie_engine::pitch::pitchedness;
+use reverie_trainer::spectrogram_png::{spectrogram_picture, Strip};
+
+/// Arguments of `cargo xtask spectrogram`.
+#[derive(clap::Args, Debug)]
+pub struct SpectrogramArgs {
+    /// Audio files (.wav/.flac/.mp3/.ogg), drawn top to bottom in this order.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output PNG.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Seconds drawn from the start of each file [default: the longest
+    /// file, at most 20].
+    #[arg(long)]
+    pub seconds: Option<f32>,
+}
+
+/// Runs `cargo xtask spectrogram`.
+pub fn run(args: &SpectrogramArgs) -> anyhow::Result<()> {
+    if let Some(s) = args.seconds {
+        if !(s.is_finite() && s > 0.0 && s <= 600.0) {
+            bail!("--seconds must be more than 0 and at most 600 (got {s})");
+        }
+    }
+    let mut sounds = Vec::new();
+    for path in &args.files {
+        if !path.is_file() {
+            bail!("{} does not exist", path.display());
+        }
+        let audio =
+            reverie_trainer::decode_mono(path).with_context(|| format!("reading {}", path.display()))?;
+        let p = pitchedness(&audio.samples, audio.sample_rate);
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let label = format!("{name}  clarity {:.2}  flatness {:.3}", p.clarity, p.flatness);
+        sounds.push((label, audio));
+    }
+    let longest = sounds
+        .iter()
+        .map(|(_, a)| a.samples.len() as f32 / a.sample_rate as f32)
+        .fold(0.0f32, f32::max);
+    let seconds = args.seconds.unwrap_or(longest.min(20.0));
+    let strips: Vec<Strip<'_>> = sounds
+        .iter()
+        .map(|(label, audio)| Strip {
+            label: label.clone(),
+            samples: &audio.samples,
+            rate: audio.sample_rate,
+        })
+        .collect();
+    let image = spectrogram_picture(&strips, seconds);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    image.save_png(&args.out)?;
+    println!(
+        "wrote {} ({} x {} px, {seconds:.1} s of {} files, 30 Hz at the bottom of each strip)",
+        args.out.display(),
+        image.width,
+        image.height,
+        strips.len()
+    );
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use reverie_engine::filters::heat;
 use reverie_engine::spectrogram::Spectrogram;
 
-use crate::plot::{Image, Rgb};
+use crate::plot::{text_width, Image, Rgb};
 
 /// One sound of the picture.
 pub struct Strip<'a> {
@@ -36,8 +36,14 @@ const INK: Rgb = [220, 220, 220];
 pub fn spectrogram_picture(strips: &[Strip<'_>], seconds: f32) -> Image {
     let columns = ((seconds.max(HOP_SECONDS) / HOP_SECONDS).round() as usize).max(1);
     let strip_height = LABEL_BAND + ROWS + MARGIN;
+    // Wide enough for the longest label, so none is cut off.
+    let label_width = strips
+        .iter()
+        .map(|s| text_width(&s.label, TEXT as i64).max(0) as usize)
+        .max()
+        .unwrap_or(0);
     let mut image = Image::new(
-        2 * MARGIN + columns,
+        2 * MARGIN + columns.max(label_width),
         MARGIN + strips.len() * strip_height,
         BACKGROUND,
     );
@@ -88,6 +94,13 @@ mod tests {
         ];
         let image = spectrogram_picture(&strips, 1.0);
         assert_eq!(image.width, 2 * MARGIN + 100);
+        let long = [Strip {
+            label: "a label much longer than a second of spectrogram".into(),
+            samples: &silence,
+            rate,
+        }];
+        let wide = spectrogram_picture(&long, 1.0);
+        assert_eq!(wide.width, 2 * MARGIN + text_width(&long[0].label, TEXT as i64) as usize);
         assert_eq!(image.height, MARGIN + 2 * (LABEL_BAND + ROWS + MARGIN));
 
         // The brightest row of a column in the middle of the tone is the

@@ -100,7 +100,10 @@ mod tests {
             rate,
         }];
         let wide = spectrogram_picture(&long, 1.0);
-        assert_eq!(wide.width, 2 * MARGIN + text_width(&long[0].label, TEXT as i64) as usize);
+        assert_eq!(
+            wide.width,
+            2 * MARGIN + text_width(&long[0].label, TEXT as i64) as usize
+        );
         assert_eq!(image.height, MARGIN + 2 * (LABEL_BAND + ROWS + MARGIN));
 
         // The brightest row of a column in the middle of the tone is the

@@ -76,14 +76,15 @@ fn pitch_tells_a_note_from_noise() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 
-    // One strip per file, 10 ms per pixel column.
+    // One strip per file, 10 ms per pixel column (past the end of these
+    // 1 s files too, wider than the labels).
     let png = dir.join("pictures/both.png");
     let out = cargo_xtask(&[
         "spectrogram",
         note.to_str().unwrap(),
         noise.to_str().unwrap(),
         "--seconds",
-        "0.5",
+        "5",
         "-o",
         png.to_str().unwrap(),
     ]);
@@ -91,7 +92,7 @@ fn pitch_tells_a_note_from_noise() {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
     let reader = decoder.read_info().unwrap();
     let info = reader.info();
-    assert_eq!((info.width, info.height), (16 + 50, 8 + 2 * (16 + 180 + 8)));
+    assert_eq!((info.width, info.height), (16 + 500, 8 + 2 * (16 + 180 + 8)));
     let out = cargo_xtask(&[
         "spectrogram",
         note.to_str().unwrap(),

@@ -683,10 +683,9 @@ pub struct WavenetRunOptions {
     /// Run folder, checkpoint interval, stop flag and step limit.
     pub run: RunOptions,
     /// Also write the model so far here at every checkpoint, so a killed run
-    /// still leaves a recent model behind.
+    /// still leaves a recent model behind (named as [`WavenetTrainer::set_name`]
+    /// named it).
     pub model_out: Option<PathBuf>,
-    /// Name and description stored in that model file.
-    pub model_name: String,
     /// How the model was made (command line, data), for its metadata.
     pub description: String,
 }
@@ -1379,10 +1378,7 @@ impl WavenetTrainer {
             observer.checkpoint(&path);
         }
         if let Some(out) = &opts.model_out {
-            let mut model = self.finish(opts.description.clone())?;
-            if !opts.model_name.is_empty() {
-                model.meta.name = opts.model_name.clone();
-            }
+            let model = self.finish(opts.description.clone())?;
             let bytes = model.to_raw()?.to_bytes()?;
             write_atomically(out, &bytes).map_err(io_err(out))?;
         }

@@ -259,6 +259,7 @@ fn the_run_folder_gets_metrics_a_plot_samples_and_a_model() {
         ..tiny_train_config()
     };
     let mut trainer = WavenetTrainer::new(tiny_model(64, 6), config, &data).unwrap();
+    trainer.set_name("tones".into());
     let opts = WavenetRunOptions {
         run: RunOptions {
             dir: Some(run_dir.clone()),
@@ -267,7 +268,6 @@ fn the_run_folder_gets_metrics_a_plot_samples_and_a_model() {
             max_steps: Some(7),
         },
         model_out: Some(model_out.clone()),
-        model_name: "tones".into(),
         description: "test run".into(),
     };
     let outcome = trainer.run(&data, &opts, &mut QuietWavenet).unwrap();

@@ -4,8 +4,11 @@
 
 use std::path::PathBuf;
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
 use reverie_engine::pitch::{pitchedness, Pitchedness};
+use reverie_trainer::MonoAudio;
 
 /// Arguments of `cargo xtask pitch`.
 #[derive(clap::Args, Debug)]
@@ -20,12 +23,7 @@ pub struct PitchArgs {
 pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
     let mut all: Vec<Pitchedness> = Vec::new();
     for path in &args.files {
-        if !path.is_file() {
-            bail!("{} does not exist", path.display());
-        }
-        let audio =
-            reverie_trainer::decode_mono(path).with_context(|| format!("reading {}", path.display()))?;
-        let p = pitchedness(&audio.samples, audio.sample_rate);
+        let (_, p) = read_and_measure(path)?;
         println!(
             "{}: clarity {:.2}, flatness {:.3}, {} frames",
             path.display(),
@@ -52,4 +50,14 @@ pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
         "(notes: clarity about 0.5 or more, flatness near 0; noise: clarity under 0.3, flatness about 0.2 or more)"
     );
     Ok(())
+}
+
+/// An audio file mixed to mono at its own rate, and its pitch measures.
+pub fn read_and_measure(path: &Path) -> anyhow::Result<(MonoAudio, Pitchedness)> {
+    if !path.is_file() {
+        bail!("{} does not exist", path.display());
+    }
+    let audio = reverie_trainer::decode_mono(path).with_context(|| format!("reading {}", path.display()))?;
+    let p = pitchedness(&audio.samples, audio.sample_rate);
+    Ok((audio, p))
 }

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use reverie_engine::pitch::pitchedness;
 use reverie_trainer::spectrogram_png::{spectrogram_picture, Strip};
+
+use crate::pitch_cmd::read_and_measure;
 
 /// Arguments of `cargo xtask spectrogram`.
 #[derive(clap::Args, Debug)]
@@ -32,12 +33,7 @@ pub fn run(args: &SpectrogramArgs) -> anyhow::Result<()> {
     }
     let mut sounds = Vec::new();
     for path in &args.files {
-        if !path.is_file() {
-            bail!("{} does not exist", path.display());
-        }
-        let audio =
-            reverie_trainer::decode_mono(path).with_context(|| format!("reading {}", path.display()))?;
-        let p = pitchedness(&audio.samples, audio.sample_rate);
+        let (audio, p) = read_and_measure(path)?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),

@@ -176,7 +176,7 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
         .clone()
         .or(resumed_name)
         .unwrap_or_else(|| file_stem_or(&args.out, "wavenet"));
-    trainer.set_name(name.clone());
+    trainer.set_name(name);
     create_parent_dir(&args.out)?;
     let opts = WavenetRunOptions {
         run: RunOptions {
@@ -186,15 +186,13 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
             max_steps: args.max_steps,
         },
         model_out: Some(args.out.clone()),
-        model_name: name.clone(),
         description: description(&trainer, &data),
     };
     let mut bar = Bar::new();
     let outcome = trainer.run(&data, &opts, &mut bar)?;
     bar.loss.bar.finish_and_clear();
 
-    let mut model = trainer.finish(description(&trainer, &data))?;
-    model.meta.name = name;
+    let model = trainer.finish(description(&trainer, &data))?;
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;

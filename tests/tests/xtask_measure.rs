@@ -105,3 +105,52 @@ fn pitch_tells_a_note_from_noise() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `dataset piano` renders only (no training), the clips it promises, and
+/// the melodies style measures as notes with the same `pitch` command.
+#[test]
+fn dataset_piano_renders_pitched_melodies() {
+    let dir = scratch("xtask-dataset-piano");
+    let out = cargo_xtask(&[
+        "dataset",
+        "piano",
+        "--out",
+        dir.to_str().unwrap(),
+        "--clips",
+        "2",
+        "--seconds",
+        "1.5",
+        "--style",
+        "melodies",
+        "--rate",
+        "22050",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["piano-0000.wav", "piano-0001.wav"]);
+    for name in &names {
+        let reader = hound::WavReader::open(dir.join(name)).unwrap();
+        let spec = reader.spec();
+        assert_eq!((spec.channels, spec.sample_rate), (1, 22_050));
+        assert_eq!(reader.duration(), 33_075, "{name}: 1.5 s at 22.05 kHz");
+    }
+    let paths: Vec<String> = names.iter().map(|n| dir.join(n).display().to_string()).collect();
+    let mut args = vec!["pitch"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = cargo_xtask(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for path in &paths {
+        let (clarity, flatness) = measures(&stdout, Path::new(path));
+        assert!(clarity > 0.6 && flatness < 0.05, "{path}: {clarity} {flatness}");
+    }
+
+    let out = cargo_xtask(&["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1 clip"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

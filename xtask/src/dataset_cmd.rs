@@ -1,11 +1,15 @@
-//! `cargo xtask dataset`: render labelled training data.
+//! `cargo xtask dataset`: render training data (labelled instruments for
+//! the perception network, dry solo piano for a WaveNet).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use reverie_trainer::render::{self, RenderConfig, Renderer, FAMILIES};
+use reverie_trainer::wavenet_train::{render_piano, PianoStyle};
+
+use crate::progress::styled_bar;
 
 /// Which dataset to make.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -14,6 +18,19 @@ pub enum DatasetKind {
     /// brass, winds, synth, drums) rendered from the General MIDI SoundFont
     /// of Debian's fluid-soundfont-gm, installed on first use when root.
     Instruments,
+    /// Dry solo acoustic grand piano (no labels), what `train wavenet`
+    /// learns from; the same clips as its `--render-piano`.
+    Piano,
+}
+
+/// What rendered piano plays (`--style`, and `train wavenet --piano-style`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PianoStyleArg {
+    /// Melodies, chords and ostinatos over the whole keyboard, two grands.
+    Phrases,
+    /// Single-line melodies from C4 to D5 on one grand: few notes, each
+    /// heard often, so a CPU's hours of training suffice to learn them.
+    Melodies,
 }
 
 /// Arguments of `cargo xtask dataset`.
@@ -22,10 +39,11 @@ pub struct DatasetArgs {
     /// The dataset to make.
     #[arg(value_enum)]
     pub kind: DatasetKind,
-    /// Output folder; clips go to OUT/<class>/<n>.wav (mono, 16-bit, at --rate).
+    /// Output folder; clips go to OUT/<class>/<n>.wav (instruments) or
+    /// OUT/piano-<n>.wav (piano), mono, 16-bit, at --rate.
     #[arg(long)]
     pub out: PathBuf,
-    /// Clips per class.
+    /// Clips per class (instruments) or in all (piano).
     #[arg(long, default_value_t = RenderConfig::default().clips_per_class)]
     pub clips: usize,
     /// Seed: the same seed writes byte-identical files.
@@ -37,13 +55,57 @@ pub struct DatasetArgs {
     /// Sample rate of the clips in Hz.
     #[arg(long, default_value_t = RenderConfig::default().sample_rate)]
     pub rate: u32,
+    /// What the piano plays (piano only).
+    #[arg(long, value_enum, default_value_t = PianoStyleArg::Phrases)]
+    pub style: PianoStyleArg,
 }
 
 /// Runs `cargo xtask dataset`.
 pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     match args.kind {
         DatasetKind::Instruments => instruments(&args),
+        DatasetKind::Piano => render_piano_clips(
+            &args.out,
+            args.style,
+            args.clips,
+            args.seconds,
+            args.rate,
+            args.seed,
+        ),
     }
+}
+
+/// Renders `clips` dry piano clips into `root` as piano-NNNN.wav with a
+/// progress bar (`dataset piano` and `train wavenet --render-piano`).
+pub fn render_piano_clips(
+    root: &Path,
+    style: PianoStyleArg,
+    clips: usize,
+    seconds: f32,
+    rate: u32,
+    seed: u64,
+) -> anyhow::Result<()> {
+    if clips == 0 {
+        bail!("rendering piano needs at least 1 clip");
+    }
+    let bar = styled_bar(
+        clips as u64,
+        "{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}",
+    );
+    let started = Instant::now();
+    let style = match style {
+        PianoStyleArg::Phrases => PianoStyle::Phrases,
+        PianoStyleArg::Melodies => PianoStyle::Melodies,
+    };
+    render_piano(root, style, clips, seconds, rate, seed, &|| bar.inc(1))
+        .with_context(|| format!("rendering solo piano into {}", root.display()))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "rendered {clips} piano clips of {seconds} s into {} in {:.1} s",
+        root.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn instruments(args: &DatasetArgs) -> anyhow::Result<()> {

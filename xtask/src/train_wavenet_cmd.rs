@@ -11,12 +11,13 @@ use anyhow::{bail, Context};
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
 use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
 use reverie_trainer::wavenet_train::{
-    adam, find_audio_files, read_wavenet_config, render_piano, rmsprop, PianoStyle, WavenetCheckpoint,
-    WavenetData, WavenetDataSource, WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions,
-    WavenetStep, WavenetTrainConfig, WavenetTrainer, CHECKPOINT_FILE,
+    adam, find_audio_files, read_wavenet_config, rmsprop, WavenetCheckpoint, WavenetData, WavenetDataSource,
+    WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions, WavenetStep, WavenetTrainConfig,
+    WavenetTrainer, CHECKPOINT_FILE,
 };
 
-use crate::progress::{styled_bar, LossBar};
+use crate::dataset_cmd::{render_piano_clips, PianoStyleArg};
+use crate::progress::LossBar;
 use crate::train_run::{
     command_line, create_parent_dir, file_stem_or, fresh_run_dir, note_ignored_on_resume, outcome_word,
     print_written, resumed_run_dir, resumed_source, warn_if_data_changed,
@@ -143,16 +144,6 @@ pub struct TrainWavenetArgs {
     /// Train on the GPU when this build has CUDA support and one is present.
     #[arg(long)]
     pub gpu: bool,
-}
-
-/// `--piano-style`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum PianoStyleArg {
-    /// Melodies, chords and ostinatos over the whole keyboard, two grands.
-    Phrases,
-    /// Single-line melodies from C4 to D5 on one grand: few notes, each
-    /// heard often, so a CPU's hours of training suffice to learn them.
-    Melodies,
 }
 
 /// Runs `cargo xtask train wavenet`.
@@ -332,36 +323,14 @@ fn render_if_empty(root: &Path, clips: usize, args: &TrainWavenetArgs) -> anyhow
         );
         return Ok(());
     }
-    if clips == 0 {
-        bail!("--render-piano needs at least 1 clip");
-    }
-    let bar = styled_bar(
-        clips as u64,
-        "{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}",
-    );
-    let started = Instant::now();
-    let style = match args.piano_style {
-        PianoStyleArg::Phrases => PianoStyle::Phrases,
-        PianoStyleArg::Melodies => PianoStyle::Melodies,
-    };
-    render_piano(
+    render_piano_clips(
         root,
-        style,
+        args.piano_style,
         clips,
         args.piano_seconds,
         args.rate,
         args.seed.unwrap_or(0),
-        &|| bar.inc(1),
     )
-    .with_context(|| format!("rendering solo piano into {}", root.display()))?;
-    bar.finish_and_clear();
-    eprintln!(
-        "rendered {clips} piano phrases of {} s into {} in {:.1} s",
-        args.piano_seconds,
-        root.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 fn load(source: &WavenetDataSource) -> anyhow::Result<WavenetData> {

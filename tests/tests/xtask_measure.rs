@@ -152,5 +152,17 @@ fn dataset_piano_renders_pitched_melodies() {
     let out = cargo_xtask(&["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1 clip"));
+    let other = dir.join("instruments");
+    let out = cargo_xtask(&[
+        "dataset",
+        "instruments",
+        "--out",
+        other.to_str().unwrap(),
+        "--style",
+        "melodies",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--style is for `dataset piano`"));
+    assert!(!other.exists(), "nothing rendered");
     std::fs::remove_dir_all(&dir).unwrap();
 }

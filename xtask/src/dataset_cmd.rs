@@ -55,18 +55,21 @@ pub struct DatasetArgs {
     /// Sample rate of the clips in Hz.
     #[arg(long, default_value_t = RenderConfig::default().sample_rate)]
     pub rate: u32,
-    /// What the piano plays (piano only).
-    #[arg(long, value_enum, default_value_t = PianoStyleArg::Phrases)]
-    pub style: PianoStyleArg,
+    /// What the piano plays (piano only) [default: phrases].
+    #[arg(long, value_enum)]
+    pub style: Option<PianoStyleArg>,
 }
 
 /// Runs `cargo xtask dataset`.
 pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     match args.kind {
+        DatasetKind::Instruments if args.style.is_some() => {
+            bail!("--style is for `dataset piano`; the instruments dataset mixes its own styles")
+        }
         DatasetKind::Instruments => instruments(&args),
         DatasetKind::Piano => render_piano_clips(
             &args.out,
-            args.style,
+            args.style.unwrap_or(PianoStyleArg::Phrases),
             args.clips,
             args.seconds,
             args.rate,

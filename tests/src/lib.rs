@@ -25,6 +25,19 @@ pub fn cargo_xtask(args: &[&str]) -> Output {
         .expect("cargo runs")
 }
 
+/// Runs `cargo xtask ARGS` and checks it fails the way a user should see:
+/// a non-zero exit, a message on stderr that mentions `needle`, no panic.
+pub fn cargo_xtask_fails(args: &[&str], needle: &str) {
+    let out = cargo_xtask(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: `{err}` should mention `{needle}`"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+}
+
 /// A fresh, empty scratch folder for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("reverie-{name}-{}", std::process::id()));

@@ -5,7 +5,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use hound::{SampleFormat, WavSpec};
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
-use reverie_tests::{cargo_xtask, scratch};
+use reverie_tests::{cargo_xtask, cargo_xtask_fails, scratch};
 
 fn small_model(path: &Path) {
     let config = PerceptionConfig {
@@ -196,27 +196,21 @@ fn dream_explains_bad_inputs() {
         ),
     ];
     for (args, needle) in cases {
-        let out = cargo_xtask(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} should fail");
-        assert!(
-            err.contains(needle),
-            "{args:?}: `{err}` should mention `{needle}`"
-        );
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        cargo_xtask_fails(args, needle);
     }
-    let out = cargo_xtask(&[
-        "dream",
-        input.to_str().unwrap(),
-        "-o",
-        o,
-        "--model",
-        m,
-        "--target",
-        "class:violin",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("low, high"), "{err}");
+    cargo_xtask_fails(
+        &[
+            "dream",
+            input.to_str().unwrap(),
+            "-o",
+            o,
+            "--model",
+            m,
+            "--target",
+            "class:violin",
+        ],
+        "low, high",
+    );
     assert!(!out_path.exists(), "a failed run must not write output");
     std::fs::remove_dir_all(&dir).unwrap();
 }

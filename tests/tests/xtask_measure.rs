@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use hound::{SampleFormat, WavSpec};
-use reverie_tests::{cargo_xtask, scratch};
+use reverie_tests::{cargo_xtask, cargo_xtask_fails, scratch};
 
 fn write(path: &Path, rate: u32, channels: u16, sample: impl Fn(usize) -> f32) {
     let spec = WavSpec {
@@ -72,9 +72,7 @@ fn pitch_tells_a_note_from_noise() {
     assert!(stdout.contains("median of 2 files"), "{stdout}");
 
     let missing = dir.join("missing.wav");
-    let out = cargo_xtask(&["pitch", missing.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    cargo_xtask_fails(&["pitch", missing.to_str().unwrap()], "does not exist");
 
     // One strip per file, 10 ms per pixel column (past the end of these
     // 1 s files too, wider than the labels).
@@ -93,16 +91,17 @@ fn pitch_tells_a_note_from_noise() {
     let reader = decoder.read_info().unwrap();
     let info = reader.info();
     assert_eq!((info.width, info.height), (16 + 500, 8 + 2 * (16 + 180 + 8)));
-    let out = cargo_xtask(&[
-        "spectrogram",
-        note.to_str().unwrap(),
+    cargo_xtask_fails(
+        &[
+            "spectrogram",
+            note.to_str().unwrap(),
+            "--seconds",
+            "0",
+            "-o",
+            "x.png",
+        ],
         "--seconds",
-        "0",
-        "-o",
-        "x.png",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -149,20 +148,22 @@ fn dataset_piano_renders_pitched_melodies() {
         assert!(clarity > 0.6 && flatness < 0.05, "{path}: {clarity} {flatness}");
     }
 
-    let out = cargo_xtask(&["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1 clip"));
+    cargo_xtask_fails(
+        &["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"],
+        "at least 1 clip",
+    );
     let other = dir.join("instruments");
-    let out = cargo_xtask(&[
-        "dataset",
-        "instruments",
-        "--out",
-        other.to_str().unwrap(),
-        "--style",
-        "melodies",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--style is for `dataset piano`"));
+    cargo_xtask_fails(
+        &[
+            "dataset",
+            "instruments",
+            "--out",
+            other.to_str().unwrap(),
+            "--style",
+            "melodies",
+        ],
+        "--style is for `dataset piano`",
+    );
     assert!(!other.exists(), "nothing rendered");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,9 +2,7 @@
 //! WaveNet's generated samples can be compared with the music it learnt
 //! from without listening to every one.
 
-use std::path::PathBuf;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use reverie_engine::pitch::{pitchedness, Pitchedness};

@@ -183,7 +183,7 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
     let outcome = trainer.run(&data, &opts, &mut bar)?;
     bar.loss.bar.finish_and_clear();
 
-    let model = trainer.finish(description(&trainer, &data))?;
+    let model = trainer.finish(opts.description)?;
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;

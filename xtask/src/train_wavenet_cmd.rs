@@ -183,10 +183,9 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
     let outcome = trainer.run(&data, &opts, &mut bar)?;
     bar.loss.bar.finish_and_clear();
 
+    // The run has already written the model to --out (atomically, with the
+    // final checkpoint); this copy is only for the report.
     let model = trainer.finish(opts.description)?;
-    model
-        .save(&args.out)
-        .with_context(|| format!("writing the model to {}", args.out.display()))?;
     report(&trainer, outcome, &model, args, &run_dir);
     Ok(())
 }

@@ -152,6 +152,19 @@ fn dataset_piano_renders_pitched_melodies() {
         &["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"],
         "at least 1 clip",
     );
+    let short = dir.join("short");
+    cargo_xtask_fails(
+        &[
+            "dataset",
+            "piano",
+            "--out",
+            short.to_str().unwrap(),
+            "--seconds",
+            "0",
+        ],
+        "clip length 0 s",
+    );
+    assert!(!short.exists(), "bad settings leave no folder behind");
     let other = dir.join("instruments");
     cargo_xtask_fails(
         &[

@@ -404,7 +404,8 @@ impl Default for RenderConfig {
 }
 
 impl RenderConfig {
-    fn validate(&self) -> Result<(), RenderError> {
+    /// Refuses settings no clip can be rendered with (rate, length, count).
+    pub(crate) fn validate(&self) -> Result<(), RenderError> {
         let bad = |s: String| Err(RenderError::BadConfig(s));
         if !(8_000..=192_000).contains(&self.sample_rate) {
             return bad(format!(

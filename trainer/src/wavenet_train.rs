@@ -466,6 +466,9 @@ pub fn render_piano(
         threads: 0,
         colour: false,
     };
+    // Before the SoundFont install and the folder: bad settings must leave
+    // nothing behind.
+    config.validate()?;
     let renderer = Renderer::load(&ensure_soundfont()?)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let threads = std::thread::available_parallelism()

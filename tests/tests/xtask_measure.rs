@@ -148,35 +148,21 @@ fn dataset_piano_renders_pitched_melodies() {
         assert!(clarity > 0.6 && flatness < 0.05, "{path}: {clarity} {flatness}");
     }
 
-    cargo_xtask_fails(
-        &["dataset", "piano", "--out", dir.to_str().unwrap(), "--clips", "0"],
-        "at least 1 clip",
-    );
-    let short = dir.join("short");
-    cargo_xtask_fails(
-        &[
-            "dataset",
-            "piano",
-            "--out",
-            short.to_str().unwrap(),
-            "--seconds",
-            "0",
-        ],
-        "clip length 0 s",
-    );
-    assert!(!short.exists(), "bad settings leave no folder behind");
-    let other = dir.join("instruments");
-    cargo_xtask_fails(
-        &[
-            "dataset",
-            "instruments",
-            "--out",
-            other.to_str().unwrap(),
-            "--style",
-            "melodies",
-        ],
-        "--style is for `dataset piano`",
-    );
-    assert!(!other.exists(), "nothing rendered");
+    // Refused before anything is installed or written: no folder appears.
+    let refused: [(&[&str], &str); 3] = [
+        (&["piano", "--clips", "0"], "at least 1 clip"),
+        (&["piano", "--seconds", "0"], "clip length 0 s"),
+        (
+            &["instruments", "--style", "melodies"],
+            "--style is for `dataset piano`",
+        ),
+    ];
+    for (i, (args, needle)) in refused.into_iter().enumerate() {
+        let out = dir.join(format!("refused-{i}"));
+        let mut all = vec!["dataset", "--out", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        cargo_xtask_fails(&all, needle);
+        assert!(!out.exists(), "{args:?} left {} behind", out.display());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,6 +11,7 @@ pub mod device;
 pub mod dreamer;
 pub mod filters;
 pub mod layers;
+pub mod likelihood;
 pub mod model_file;
 pub mod mulaw;
 pub mod perception;

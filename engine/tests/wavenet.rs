@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reverie_engine::likelihood::{nll_of, sequence_nll};
 use reverie_engine::model_file::{ModelFileError, ModelKind, RawModel};
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
@@ -195,6 +196,42 @@ fn sampler_logits_match_candle_at_every_step() {
             }
         }
     }
+}
+
+#[test]
+fn per_sample_nll_is_the_cross_entropy_of_candles_logits() {
+    // Uniform logits give every class 1/n; extreme ones must not overflow.
+    assert!((nll_of(&[0.0; 256], 7) - 256f32.ln()).abs() < 1e-5);
+    assert!(nll_of(&[1000.0, 0.0], 0).abs() < 1e-5);
+    assert!((nll_of(&[1000.0, 0.0], 1) - 1000.0).abs() < 1e-3);
+    for (k, cfg) in test_configs().into_iter().enumerate().skip(1).take(3) {
+        let model = random_model(cfg.clone(), 70 + k as u64);
+        let seq = random_classes(cfg.receptive_field() + 300, cfg.classes, 5);
+        let logits = candle_logits(&model, &seq);
+        // Log-sum-exp in f64 on candle's logits, independent of nll_of.
+        let expected: Vec<f64> = (1..seq.len())
+            .map(|t| {
+                let l = &logits[t - 1];
+                let lse = l.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+                lse - f64::from(l[seq[t]])
+            })
+            .collect();
+        let mut sampler = Sampler::from_model(&model).unwrap();
+        // A sampler left mid-sequence must not change the answer.
+        sampler.step(3);
+        let got = sequence_nll(&mut sampler, &seq);
+        assert_eq!(got.len(), seq.len() - 1);
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(&g, &e)| (f64::from(g) - e).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-3, "config {k}: {worst}");
+        let mean = expected.iter().sum::<f64>() / expected.len() as f64;
+        assert!(mean > 0.1, "config {k}: a random model is unsure ({mean})");
+    }
+    let mut sampler = Sampler::from_model(&random_model(test_configs()[0].clone(), 1)).unwrap();
+    assert!(sequence_nll(&mut sampler, &[4]).is_empty());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `cargo xtask pitch` tells a note from noise in real files, at any rate
-//! and channel count; `cargo xtask spectrogram` draws them.
+//! and channel count; `cargo xtask spectrogram` draws them; `cargo xtask
+//! nll` says how well a WaveNet predicts them.
 
 use std::path::Path;
 
@@ -164,5 +165,100 @@ fn dataset_piano_renders_pitched_melodies() {
         cargo_xtask_fails(&all, needle);
         assert!(!out.exists(), "{args:?} left {} behind", out.display());
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Nats per sample from a line `PATH: N nats (B bits) per sample over ...`.
+fn nats(stdout: &str, file: &Path) -> f32 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", file.display())))
+        .unwrap_or_else(|| panic!("no line for {}:\n{stdout}", file.display()));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `cargo xtask nll` with the built-in WaveNet: silence is foreseen almost
+/// exactly, unseen piano melodies (what it learnt) well, white noise worse
+/// than a blind guess among 256 classes.
+#[test]
+fn nll_scores_the_default_wavenet_on_piano_silence_and_noise() {
+    let dir = scratch("xtask-nll");
+    let out = cargo_xtask(&[
+        "dataset",
+        "piano",
+        "--out",
+        dir.to_str().unwrap(),
+        "--clips",
+        "2",
+        "--seconds",
+        "1.5",
+        "--style",
+        "melodies",
+        "--seed",
+        "31",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pianos = [dir.join("piano-0000.wav"), dir.join("piano-0001.wav")];
+    // Stereo at 44.1 kHz: mixed down and resampled to the model's 16 kHz.
+    let silence = dir.join("silence.wav");
+    write(&silence, 44_100, 2, |_| 0.0);
+    let noise = dir.join("noise.wav");
+    let mut state = 777u32;
+    let values: Vec<f32> = (0..16_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    write(&noise, 16_000, 1, |i| 0.5 * values[i]);
+
+    let files = [&pianos[0], &pianos[1], &silence, &noise];
+    let mut args = vec!["nll"];
+    args.extend(files.iter().map(|p| p.to_str().unwrap()));
+    let out = cargo_xtask(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let blind_guess = 256f32.ln();
+    let noise_nats = nats(&stdout, &noise);
+    assert!(noise_nats > blind_guess, "noise: {noise_nats}\n{stdout}");
+    for piano in &pianos {
+        let n = nats(&stdout, piano);
+        assert!(
+            n < 3.2 && n < noise_nats - 2.0,
+            "{}: {n}\n{stdout}",
+            piano.display()
+        );
+    }
+    let s = nats(&stdout, &silence);
+    assert!(s < 0.1, "silence: {s}\n{stdout}");
+    // Every sample lands in one level: the shares add up to the whole.
+    let shares: f32 = stdout
+        .lines()
+        .filter(|l| l.contains("% of samples"))
+        .map(|l| {
+            l.split('%')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .parse::<f32>()
+                .unwrap()
+        })
+        .sum();
+    assert!((shares - 100.0).abs() < 0.5, "{shares}\n{stdout}");
+
+    let missing = dir.join("missing.wav");
+    cargo_xtask_fails(&["nll", missing.to_str().unwrap()], "does not exist");
+    let perception = reverie_tests::workspace_root().join("models/perception.safetensors");
+    cargo_xtask_fails(
+        &[
+            "nll",
+            "--model",
+            perception.to_str().unwrap(),
+            silence.to_str().unwrap(),
+        ],
+        "a wavenet model is needed",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

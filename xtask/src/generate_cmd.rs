@@ -2,7 +2,7 @@
 //! with the engine's cached real-time sampler, optionally continuing a
 //! recording (`--prime`), and write it as a WAV file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -53,12 +53,12 @@ const BLOCK: usize = 1600;
 /// Runs `cargo xtask generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     check_args(args)?;
-    let mut sampler = load_sampler(args)?;
+    let mut sampler = load_sampler(args.model.as_deref())?;
     let model_rate = sampler.sample_rate();
     let out_rate = args.rate.unwrap_or(model_rate);
 
     let prime = match &args.prime {
-        Some(path) => Some(load_prime(path, model_rate)?),
+        Some(path) => Some(load_audio_at(path, model_rate, "priming file")?),
         None => None,
     };
     if let Some(p) = &prime {
@@ -108,8 +108,9 @@ fn check_args(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_sampler(args: &GenerateArgs) -> anyhow::Result<Sampler> {
-    let sampler = match &args.model {
+/// The WaveNet in `model`, or the built-in one; says which on stderr.
+pub fn load_sampler(model: Option<&Path>) -> anyhow::Result<Sampler> {
+    let sampler = match model {
         Some(path) => {
             if !path.is_file() {
                 bail!(
@@ -135,16 +136,17 @@ fn load_sampler(args: &GenerateArgs) -> anyhow::Result<Sampler> {
     Ok(sampler)
 }
 
-/// The priming audio, decoded, mixed to mono and resampled to the model rate.
-fn load_prime(path: &std::path::Path, rate: u32) -> anyhow::Result<Vec<f32>> {
+/// An audio file (the `what` of the messages), decoded, mixed to mono and
+/// resampled to `rate`, the model's rate.
+pub fn load_audio_at(path: &Path, rate: u32, what: &str) -> anyhow::Result<Vec<f32>> {
     if !path.is_file() {
-        bail!("the priming file {} does not exist", path.display());
+        bail!("the {what} {} does not exist", path.display());
     }
     let audio = reverie_trainer::decode_mono(path)?;
     let samples = reverie_engine::resample::resample_clip(&audio.samples, audio.sample_rate, rate)
         .with_context(|| format!("resampling {} to {rate} Hz", path.display()))?;
     if samples.is_empty() {
-        bail!("the priming file {} holds no audio", path.display());
+        bail!("the {what} {} holds no audio", path.display());
     }
     Ok(samples)
 }

@@ -10,6 +10,7 @@ mod filters_cmd;
 mod generate_cmd;
 mod init_model;
 mod models;
+mod nll_cmd;
 mod pitch_cmd;
 mod progress;
 mod spectrogram_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// How pitched audio files are (notes or noise): pitch clarity and spectral flatness.
     Pitch(pitch_cmd::PitchArgs),
+    /// How well a WaveNet predicts audio files (nats per sample), and where: onsets, loud, quiet, silence.
+    Nll(nll_cmd::NllArgs),
     /// Draw audio files as spectrograms stacked in one PNG, labelled with their pitch measures.
     Spectrogram(spectrogram_cmd::SpectrogramArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
@@ -78,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Filters(args) => filters_cmd::run(&args),
         Command::Generate(args) => generate_cmd::run(&args),
         Command::Pitch(args) => pitch_cmd::run(&args),
+        Command::Nll(args) => nll_cmd::run(&args),
         Command::Spectrogram(args) => spectrogram_cmd::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),

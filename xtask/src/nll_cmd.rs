@@ -1,0 +1,245 @@
+//! `cargo xtask nll`: how well a WaveNet predicts some audio files, in
+//! nats per sample, and where the loss is: onsets, loud or quiet passages,
+//! silence. A model's own audio is as clean as its predictions of sustained
+//! notes are sharp, so this says why generated notes sound clean or hissy
+//! without listening.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use reverie_engine::likelihood::sequence_nll;
+
+use crate::generate_cmd::{load_audio_at, load_sampler};
+use crate::progress::styled_bar;
+
+/// Arguments of `cargo xtask nll`.
+#[derive(clap::Args, Debug)]
+pub struct NllArgs {
+    /// WaveNet model file; default: the WaveNet embedded in this build.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Audio files (.wav/.flac/.mp3/.ogg), mixed to mono and resampled to
+    /// the model rate.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Where a sample sits in the music, judged from the audio around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The next 16 ms are at least 12 dB louder than the last 16 ms and
+    /// above -40 dBFS: a note starts, which no model can foresee exactly.
+    Onset,
+    /// The last 16 ms are above -20 dBFS.
+    Loud,
+    /// -40 to -20 dBFS.
+    Moderate,
+    /// -60 to -40 dBFS: tails of notes.
+    Quiet,
+    /// Below -60 dBFS.
+    Silence,
+}
+
+impl Level {
+    const ALL: [Level; 5] = [
+        Level::Onset,
+        Level::Loud,
+        Level::Moderate,
+        Level::Quiet,
+        Level::Silence,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Onset => "onsets   (next 16 ms 12 dB louder)",
+            Level::Loud => "loud     (above -20 dBFS)",
+            Level::Moderate => "moderate (-40 to -20 dBFS)",
+            Level::Quiet => "quiet    (-60 to -40 dBFS)",
+            Level::Silence => "silence  (below -60 dBFS)",
+        }
+    }
+
+    /// The level from the RMS of the window before a sample and of the
+    /// window starting at it.
+    pub fn of(before: f64, after: f64) -> Level {
+        // 12 dB is a factor of 4 in amplitude; -40 dBFS is 0.01.
+        if after >= 4.0 * before && after >= 0.01 {
+            Level::Onset
+        } else if before >= 0.1 {
+            Level::Loud
+        } else if before >= 0.01 {
+            Level::Moderate
+        } else if before >= 0.001 {
+            Level::Quiet
+        } else {
+            Level::Silence
+        }
+    }
+}
+
+/// Sum of NLL and count of samples, per level.
+#[derive(Default)]
+struct Tally {
+    nll: [f64; 5],
+    count: [usize; 5],
+}
+
+impl Tally {
+    fn add(&mut self, level: Level, nll: f32) {
+        let i = level as usize;
+        self.nll[i] += f64::from(nll);
+        self.count[i] += 1;
+    }
+
+    fn total(&self) -> (f64, usize) {
+        (self.nll.iter().sum(), self.count.iter().sum())
+    }
+}
+
+/// Runs `cargo xtask nll`: one line per file, the mean over all of them,
+/// then the loss by level.
+pub fn run(args: &NllArgs) -> anyhow::Result<()> {
+    let mut sampler = load_sampler(args.model.as_deref())?;
+    let rate = sampler.sample_rate();
+    let mulaw = sampler.mulaw();
+    let audio = args
+        .files
+        .iter()
+        .map(|path| {
+            let x = load_audio_at(path, rate, "audio file")?;
+            if x.len() < 2 {
+                bail!(
+                    "{} is too short to score: it needs at least 2 samples at {rate} Hz",
+                    path.display()
+                );
+            }
+            Ok(x)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let window = (rate as usize * 16 / 1000).max(1);
+    let bar = styled_bar(
+        audio.iter().map(|x| x.len() as u64).sum(),
+        "{spinner} scoring [{bar:40}] {percent}%, ETA {eta}",
+    );
+    let mut all = Tally::default();
+    let mut lines = Vec::new();
+    for (path, x) in args.files.iter().zip(&audio) {
+        let nll = sequence_nll(&mut sampler, &mulaw.encode_all(x));
+        let mut file = Tally::default();
+        let rms = WindowRms::new(x);
+        for (i, &v) in nll.iter().enumerate() {
+            // nll[i] scores sample i + 1.
+            let t = i + 1;
+            let level = Level::of(
+                rms.of(t.saturating_sub(window), t),
+                rms.of(t, (t + window).min(x.len())),
+            );
+            file.add(level, v);
+            all.add(level, v);
+        }
+        bar.inc(x.len() as u64);
+        lines.push(file_line(path, &file));
+    }
+    bar.finish_and_clear();
+
+    for line in lines {
+        println!("{line}");
+    }
+    if args.files.len() > 1 {
+        println!(
+            "{}",
+            file_line(Path::new(&format!("all {} files", args.files.len())), &all)
+        );
+    }
+    let (total, _) = all.total();
+    println!("by level (RMS of the 16 ms before each sample):");
+    for level in Level::ALL {
+        let i = level as usize;
+        let share = 100.0 * all.count[i] as f64 / all.total().1 as f64;
+        if all.count[i] == 0 {
+            println!("  {:34} {share:5.1}% of samples", level.label());
+            continue;
+        }
+        let loss = if total > 0.0 {
+            format!("{:5.1}%", 100.0 * all.nll[i] / total)
+        } else {
+            "    -".into()
+        };
+        println!(
+            "  {:34} {share:5.1}% of samples  {:5.2} nats  {loss} of the loss",
+            level.label(),
+            all.nll[i] / all.count[i] as f64
+        );
+    }
+    println!(
+        "(0 nats: every sample foreseen exactly; ln {} = {:.2} nats: a blind guess among the {} µ-law classes)",
+        mulaw.classes(),
+        (mulaw.classes() as f64).ln(),
+        mulaw.classes()
+    );
+    Ok(())
+}
+
+fn file_line(name: &Path, t: &Tally) -> String {
+    let (nll, n) = t.total();
+    let mean = nll / n as f64;
+    format!(
+        "{}: {mean:.3} nats ({:.3} bits) per sample over {n} samples",
+        name.display(),
+        mean / std::f64::consts::LN_2
+    )
+}
+
+/// RMS of any window of a signal in O(1), from running sums of squares.
+struct WindowRms(Vec<f64>);
+
+impl WindowRms {
+    fn new(x: &[f32]) -> Self {
+        let mut sums = Vec::with_capacity(x.len() + 1);
+        let mut acc = 0.0f64;
+        sums.push(acc);
+        for &v in x {
+            acc += f64::from(v) * f64::from(v);
+            sums.push(acc);
+        }
+        Self(sums)
+    }
+
+    /// RMS of `x[from..to]` (0 for an empty window).
+    fn of(&self, from: usize, to: usize) -> f64 {
+        if to <= from {
+            return 0.0;
+        }
+        ((self.0[to] - self.0[from]).max(0.0) / (to - from) as f64).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_the_decibel_bounds() {
+        assert_eq!(Level::of(0.5, 0.5), Level::Loud);
+        assert_eq!(Level::of(0.05, 0.06), Level::Moderate);
+        assert_eq!(Level::of(0.005, 0.005), Level::Quiet);
+        assert_eq!(Level::of(0.0, 0.0), Level::Silence);
+        assert_eq!(Level::of(0.0, 0.02), Level::Onset, "a note out of silence");
+        assert_eq!(Level::of(0.0, 0.005), Level::Silence, "too quiet to be an onset");
+        assert_eq!(Level::of(0.1, 0.39), Level::Loud, "under 12 dB louder");
+        assert_eq!(Level::of(0.1, 0.41), Level::Onset);
+    }
+
+    #[test]
+    fn window_rms_matches_a_direct_sum() {
+        let x: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let w = WindowRms::new(&x);
+        for (from, to) in [(0, 1000), (10, 11), (300, 556), (999, 1000)] {
+            let direct =
+                (x[from..to].iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / (to - from) as f64).sqrt();
+            assert!((w.of(from, to) - direct).abs() < 1e-9);
+        }
+        assert_eq!(w.of(5, 5), 0.0);
+    }
+}

@@ -18,15 +18,39 @@ pub fn nll_of(logits: &[f32], class: usize) -> f32 {
     max + sum.ln() - logits[class]
 }
 
-/// `-ln p(classes[t] | classes[..t])` for every `t` from 1: the sampler is
-/// reset and teacher-forced with the sequence, so the first samples are
-/// predicted with nothing before them (zero padding, as in the training
-/// forward pass) and only samples a receptive field in have full context.
-/// One value fewer than `classes` (none for fewer than two).
+/// Scores a sequence of classes fed in pieces of any size, so long files
+/// can report progress: every class but the very first is scored given all
+/// the classes before it.
+pub struct Scorer<'a> {
+    sampler: &'a mut Sampler,
+    last: Option<usize>,
+}
+
+impl<'a> Scorer<'a> {
+    /// Resets `sampler`: the first samples are predicted with nothing before
+    /// them (zero padding, as in the training forward pass), and only
+    /// samples a receptive field in have full context.
+    pub fn new(sampler: &'a mut Sampler) -> Self {
+        sampler.reset();
+        Self { sampler, last: None }
+    }
+
+    /// Appends `-ln p(class | everything before it)` for each of `classes`
+    /// to `out` (one fewer for the first piece).
+    pub fn push(&mut self, classes: &[usize], out: &mut Vec<f32>) {
+        for &class in classes {
+            if let Some(last) = self.last {
+                out.push(nll_of(self.sampler.step(last), class));
+            }
+            self.last = Some(class);
+        }
+    }
+}
+
+/// `-ln p(classes[t] | classes[..t])` for every `t` from 1, from a reset
+/// sampler (see [`Scorer::new`]). One value fewer than `classes`.
 pub fn sequence_nll(sampler: &mut Sampler, classes: &[usize]) -> Vec<f32> {
-    sampler.reset();
-    classes
-        .windows(2)
-        .map(|pair| nll_of(sampler.step(pair[0]), pair[1]))
-        .collect()
+    let mut out = Vec::with_capacity(classes.len().saturating_sub(1));
+    Scorer::new(sampler).push(classes, &mut out);
+    out
 }

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reverie_engine::likelihood::{nll_of, sequence_nll};
+use reverie_engine::likelihood::{nll_of, sequence_nll, Scorer};
 use reverie_engine::model_file::{ModelFileError, ModelKind, RawModel};
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
@@ -227,6 +227,13 @@ fn per_sample_nll_is_the_cross_entropy_of_candles_logits() {
             .map(|(&g, &e)| (f64::from(g) - e).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-3, "config {k}: {worst}");
+        // Fed in uneven pieces, the scores are the same.
+        let mut pieces = Vec::new();
+        let mut scorer = Scorer::new(&mut sampler);
+        for piece in seq.chunks(97) {
+            scorer.push(piece, &mut pieces);
+        }
+        assert_eq!(pieces, got);
         let mean = expected.iter().sum::<f64>() / expected.len() as f64;
         assert!(mean > 0.1, "config {k}: a random model is unsure ({mean})");
     }

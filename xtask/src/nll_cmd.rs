@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use reverie_engine::likelihood::sequence_nll;
+use reverie_engine::likelihood::Scorer;
 
 use crate::generate_cmd::{load_audio_at, load_sampler};
 use crate::progress::styled_bar;
@@ -125,7 +125,13 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
     let mut all = Tally::default();
     let mut lines = Vec::new();
     for (path, x) in args.files.iter().zip(&audio) {
-        let nll = sequence_nll(&mut sampler, &mulaw.encode_all(x));
+        let classes = mulaw.encode_all(x);
+        let mut nll = Vec::with_capacity(classes.len());
+        let mut scorer = Scorer::new(&mut sampler);
+        for piece in classes.chunks(rate as usize) {
+            scorer.push(piece, &mut nll);
+            bar.inc(piece.len() as u64);
+        }
         let mut file = Tally::default();
         let rms = WindowRms::new(x);
         for (i, &v) in nll.iter().enumerate() {
@@ -138,7 +144,6 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
             file.add(level, v);
             all.add(level, v);
         }
-        bar.inc(x.len() as u64);
         lines.push(file_line(path, &file));
     }
     bar.finish_and_clear();

@@ -4,7 +4,7 @@
 //! notes are sharp, so this says why generated notes sound clean or hissy
 //! without listening.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use reverie_engine::likelihood::Scorer;
@@ -144,7 +144,7 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
             file.add(level, v);
             all.add(level, v);
         }
-        lines.push(file_line(path, &file));
+        lines.push(file_line(&path.display().to_string(), &file));
     }
     bar.finish_and_clear();
 
@@ -152,16 +152,13 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     if args.files.len() > 1 {
-        println!(
-            "{}",
-            file_line(Path::new(&format!("all {} files", args.files.len())), &all)
-        );
+        println!("{}", file_line(&format!("all {} files", args.files.len()), &all));
     }
-    let (total, _) = all.total();
+    let (total, samples) = all.total();
     println!("by level (RMS of the 16 ms before each sample):");
     for level in Level::ALL {
         let i = level as usize;
-        let share = 100.0 * all.count[i] as f64 / all.total().1 as f64;
+        let share = 100.0 * all.count[i] as f64 / samples as f64;
         if all.count[i] == 0 {
             println!("  {:34} {share:5.1}% of samples", level.label());
             continue;
@@ -186,12 +183,11 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn file_line(name: &Path, t: &Tally) -> String {
+fn file_line(name: &str, t: &Tally) -> String {
     let (nll, n) = t.total();
     let mean = nll / n as f64;
     format!(
-        "{}: {mean:.3} nats ({:.3} bits) per sample over {n} samples",
-        name.display(),
+        "{name}: {mean:.3} nats ({:.3} bits) per sample over {n} samples",
         mean / std::f64::consts::LN_2
     )
 }

@@ -24,12 +24,49 @@ fn write(path: &Path, rate: u32, channels: u16, sample: impl Fn(usize) -> f32) {
     w.finalize().unwrap();
 }
 
+/// The line of a per-file report that starts `PATH:`.
+fn line_for<'a>(stdout: &'a str, file: &Path) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", file.display())))
+        .unwrap_or_else(|| panic!("no line for {}:\n{stdout}", file.display()))
+}
+
+/// One second of deterministic white-ish noise at 16 kHz in [-0.5, 0.5)
+/// (a linear congruential generator).
+fn white_noise(seed: u32) -> Vec<f32> {
+    let mut state = seed;
+    (0..16_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Renders two 1.5 s piano melodies into `dir` with `cargo xtask dataset
+/// piano` and any `extra` arguments.
+fn render_two_melodies(dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "dataset",
+        "piano",
+        "--out",
+        dir.to_str().unwrap(),
+        "--clips",
+        "2",
+        "--seconds",
+        "1.5",
+        "--style",
+        "melodies",
+    ];
+    args.extend_from_slice(extra);
+    let out = cargo_xtask(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// (clarity, flatness) from a line `PATH: clarity C, flatness F, N frames`.
 fn measures(stdout: &str, file: &Path) -> (f32, f32) {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(file.to_str().unwrap()))
-        .unwrap_or_else(|| panic!("no line for {}:\n{stdout}", file.display()));
+    let line = line_for(stdout, file);
     let number = |key: &str| -> f32 {
         let rest = &line[line.find(key).unwrap() + key.len()..];
         rest.split(|c: char| c == ',' || c.is_whitespace())
@@ -53,14 +90,7 @@ fn pitch_tells_a_note_from_noise() {
             .map(|h| 0.2 / h as f32 * (std::f32::consts::TAU * 330.0 * h as f32 * t).sin())
             .sum()
     });
-    // Deterministic white-ish noise (a linear congruential generator).
-    let mut state = 12_345u32;
-    let values: Vec<f32> = (0..16_000)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect();
+    let values = white_noise(12_345);
     write(&noise, 16_000, 1, |i| 0.5 * values[i]);
 
     let out = cargo_xtask(&["pitch", note.to_str().unwrap(), noise.to_str().unwrap()]);
@@ -111,21 +141,7 @@ fn pitch_tells_a_note_from_noise() {
 #[test]
 fn dataset_piano_renders_pitched_melodies() {
     let dir = scratch("xtask-dataset-piano");
-    let out = cargo_xtask(&[
-        "dataset",
-        "piano",
-        "--out",
-        dir.to_str().unwrap(),
-        "--clips",
-        "2",
-        "--seconds",
-        "1.5",
-        "--style",
-        "melodies",
-        "--rate",
-        "22050",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    render_two_melodies(&dir, &["--rate", "22050"]);
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -170,11 +186,12 @@ fn dataset_piano_renders_pitched_melodies() {
 
 /// Nats per sample from a line `PATH: N nats (B bits) per sample over ...`.
 fn nats(stdout: &str, file: &Path) -> f32 {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{}:", file.display())))
-        .unwrap_or_else(|| panic!("no line for {}:\n{stdout}", file.display()));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    line_for(stdout, file)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// `cargo xtask nll` with the built-in WaveNet: silence is foreseen almost
@@ -183,33 +200,13 @@ fn nats(stdout: &str, file: &Path) -> f32 {
 #[test]
 fn nll_scores_the_default_wavenet_on_piano_silence_and_noise() {
     let dir = scratch("xtask-nll");
-    let out = cargo_xtask(&[
-        "dataset",
-        "piano",
-        "--out",
-        dir.to_str().unwrap(),
-        "--clips",
-        "2",
-        "--seconds",
-        "1.5",
-        "--style",
-        "melodies",
-        "--seed",
-        "31",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    render_two_melodies(&dir, &["--seed", "31"]);
     let pianos = [dir.join("piano-0000.wav"), dir.join("piano-0001.wav")];
     // Stereo at 44.1 kHz: mixed down and resampled to the model's 16 kHz.
     let silence = dir.join("silence.wav");
     write(&silence, 44_100, 2, |_| 0.0);
     let noise = dir.join("noise.wav");
-    let mut state = 777u32;
-    let values: Vec<f32> = (0..16_000)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect();
+    let values = white_noise(777);
     write(&noise, 16_000, 1, |i| 0.5 * values[i]);
 
     let files = [&pianos[0], &pianos[1], &silence, &noise];

@@ -10,19 +10,23 @@ pub mod mixer;
 pub mod model_info;
 mod models;
 pub mod params;
+pub mod render_pace;
 pub mod sampler_worker;
 pub mod session;
 pub mod status;
 pub mod telemetry;
 pub mod view;
+pub mod vst3_entry;
 mod worker;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use nice_plug::prelude::*;
 use nice_plug_egui::{EguiEditor, EguiEditorState};
 
+use crate::mixer::BlockClock;
 pub use crate::params::{ReverieParams, TargetNames, WavenetMode};
 use crate::session::{HostSetup, Session};
 pub use crate::status::Status;
@@ -163,9 +167,13 @@ impl Plugin for Reverie {
         self.status.editor_open.store(open, Ordering::Relaxed);
         if let Some(session) = &mut self.session {
             let scope = open.then_some(&mut self.feeds.scope);
+            let clock = BlockClock {
+                now: Instant::now(),
+                offline: vst3_entry::host_process_mode().map(|m| m == vst3_entry::HostProcessMode::Offline),
+            };
             session
                 .mixer
-                .process(buffer.as_slice(), &self.params, &self.status, scope);
+                .process(buffer.as_slice(), &self.params, &self.status, scope, clock);
         }
         ProcessStatus::Normal
     }
@@ -197,4 +205,5 @@ impl Vst3Plugin for Reverie {
 }
 
 nice_export_clap!(Reverie);
-nice_export_vst3!(Reverie);
+// The VST3 entry point is `vst3_entry`: nice-plug's factory plus the host's
+// per-call process mode.

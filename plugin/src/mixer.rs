@@ -1,13 +1,16 @@
 //! The audio thread's side of the plugin: everything `process()` touches,
 //! allocated before processing starts. No allocation, lock, wait or log in
-//! here, except the deliberate wait for the workers when rendering offline.
+//! here, except the deliberate wait for the workers when the host renders
+//! faster than real time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer};
 
 use crate::delay::DelayLine;
 use crate::params::ReverieParams;
+use crate::render_pace::RenderPace;
 use crate::status::Status;
 use crate::telemetry::ScopeFrame;
 
@@ -35,6 +38,8 @@ pub struct Link {
     fade: f32,
     fade_step: f32,
     last: f32,
+    /// Time spent waiting for the worker since the mixer last asked.
+    waited: Duration,
 }
 
 impl Link {
@@ -52,6 +57,7 @@ impl Link {
             fade: 1.0,
             fade_step: 1.0 / (FADE_MS * 1e-3 * host_rate),
             last: 0.0,
+            waited: Duration::ZERO,
         }
     }
 
@@ -83,12 +89,14 @@ impl Link {
         true
     }
 
-    /// The output sample due now. Offline, waits for the worker (while it
-    /// lives) so renders are complete and repeatable.
+    /// The output sample due now. With `complete` (the host renders faster
+    /// than real time), waits for the worker while it lives, so renders are
+    /// complete and repeatable.
     #[inline]
-    fn receive(&mut self, offline: bool, alive: &AtomicBool, underruns: &AtomicU64) -> f32 {
+    fn receive(&mut self, complete: bool, alive: &AtomicBool, underruns: &AtomicU64) -> f32 {
         let mut next = self.try_receive();
-        if next.is_none() && offline && self.preroll == 0 && !self.marker_pending {
+        if next.is_none() && complete && self.preroll == 0 && !self.marker_pending {
+            let began = Instant::now();
             while alive.load(Ordering::Acquire) {
                 next = self.try_receive();
                 if next.is_some() || self.preroll > 0 {
@@ -96,6 +104,7 @@ impl Link {
                 }
                 std::thread::yield_now();
             }
+            self.waited += began.elapsed();
         }
         match next {
             Some(v) => {
@@ -157,22 +166,36 @@ impl Link {
     }
 }
 
+/// What the host says about the block being processed.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockClock {
+    /// The wall clock at the start of the block (read once per block).
+    pub now: Instant,
+    /// Whether the host marked this very call offline (`Some(true)`) or
+    /// live (`Some(false)`); `None` where it marks only activations.
+    pub offline: Option<bool>,
+}
+
 /// Mixes the dry signal with what the workers deliver.
 pub struct Mixer {
     dream: Link,
     wavenet: Link,
     dry: Vec<DelayLine>,
+    /// Whether the host activated the plugin for offline rendering.
     offline: bool,
+    pace: RenderPace,
 }
 
 impl Mixer {
-    /// A mixer for `dry.len()` channels.
-    pub fn new(dream: Link, wavenet: Link, dry: Vec<DelayLine>, offline: bool) -> Self {
+    /// A mixer for `dry.len()` channels at `host_rate`; `offline` is the
+    /// render mode the host activated it in.
+    pub fn new(dream: Link, wavenet: Link, dry: Vec<DelayLine>, offline: bool, host_rate: f32) -> Self {
         Self {
             dream,
             wavenet,
             dry,
             offline,
+            pace: RenderPace::new(host_rate),
         }
     }
 
@@ -185,9 +208,16 @@ impl Mixer {
         params: &ReverieParams,
         status: &Status,
         mut scope: Option<&mut Producer<ScopeFrame>>,
+        clock: BlockClock,
     ) {
         let frames = channels.first().map_or(0, |c| c.len());
         let count = channels.len().max(1) as f32;
+        // 0. A render (the host says so, per call or at activation, or it
+        //    asks for audio faster than real time) waits for the workers;
+        //    a live stream never does.
+        let fast = self.pace.start_block(clock.now, frames);
+        let complete = clock.offline.unwrap_or(self.offline) || fast;
+        status.rendering.store(complete, Ordering::Relaxed);
         for i in 0..frames {
             // 1. Input, made safe: nothing non-finite or absurd reaches a model.
             let mut mono = 0.0;
@@ -205,10 +235,10 @@ impl Mixer {
             //    samples ago, and the WaveNet's latest audio.
             let delta = self
                 .dream
-                .receive(self.offline, &status.dream.alive, &status.underruns);
+                .receive(complete, &status.dream.alive, &status.underruns);
             let generated = self
                 .wavenet
-                .receive(self.offline, &status.wavenet.alive, &status.underruns);
+                .receive(complete, &status.wavenet.alive, &status.underruns);
             // 4. Mix: dry delayed by the latency + strength x delta
             //    + WaveNet level x generated, then output gain.
             let strength = params.strength.smoothed.next();
@@ -228,6 +258,8 @@ impl Mixer {
                 let _ = scope.push([dry_sum / count, out_sum / count]);
             }
         }
+        let waited = std::mem::take(&mut self.dream.waited) + std::mem::take(&mut self.wavenet.waited);
+        self.pace.waited(waited);
     }
 
     /// Clears all history and restarts the workers' streams.
@@ -242,7 +274,178 @@ impl Mixer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, RwLock};
+
     use super::*;
+
+    /// A mono mixer whose workers never answer (their rings are kept but
+    /// never served), with `headroom` samples of preroll.
+    fn silent_workers(headroom: usize) -> (Mixer, Vec<rtrb::Consumer<f32>>, Vec<rtrb::Producer<f32>>) {
+        let mut keep_in = Vec::new();
+        let mut keep_out = Vec::new();
+        let mut link = || {
+            let (tx, worker_in) = rtrb::RingBuffer::new(1 << 16);
+            let (worker_out, rx) = rtrb::RingBuffer::new(1 << 16);
+            keep_in.push(worker_in);
+            keep_out.push(worker_out);
+            Link::new(tx, rx, headroom, 48_000.0)
+        };
+        let (dream, wavenet) = (link(), link());
+        let mixer = Mixer::new(dream, wavenet, vec![DelayLine::new(0)], false, 48_000.0);
+        (mixer, keep_in, keep_out)
+    }
+
+    /// A live host (blocks at the pace of the clock) is never made to wait,
+    /// even when the workers deliver nothing: the block plays and the
+    /// missing samples are counted.
+    #[test]
+    fn a_live_stream_is_never_made_to_wait() {
+        let (mut mixer, _in, _out) = silent_workers(64);
+        let params = ReverieParams::new(Arc::new(RwLock::new(Vec::new())));
+        let status = Status::default();
+        status.dream.alive.store(true, Ordering::Relaxed);
+        status.wavenet.alive.store(true, Ordering::Relaxed);
+        let block = Duration::from_secs_f64(256.0 / 48_000.0);
+        let mut now = Instant::now();
+        for b in 0..400 {
+            let mut x = vec![0.25f32; 256];
+            mixer.process(
+                &mut [&mut x],
+                &params,
+                &status,
+                None,
+                BlockClock { now, offline: None },
+            );
+            assert!(
+                !status.rendering.load(Ordering::Relaxed),
+                "block {b} taken for a render"
+            );
+            assert!(x.iter().all(|v| v.is_finite()), "block {b}");
+            now += block;
+        }
+        assert!(status.underruns.load(Ordering::Relaxed) > 0);
+    }
+
+    /// A host that renders without saying so (blocks far faster than the
+    /// clock), one that marks its calls offline, and one activated offline
+    /// are all rendered completely; one that marks its calls live is not,
+    /// while it keeps pace.
+    #[test]
+    fn renders_are_recognised_however_the_host_says_so() {
+        let params = ReverieParams::new(Arc::new(RwLock::new(Vec::new())));
+        let status = Status::default();
+        // The workers are dead, so a complete render does not wait.
+        let block = Duration::from_secs_f64(512.0 / 48_000.0);
+        let rendering = |mixer: &mut Mixer, offline: Option<bool>, step: Duration| {
+            let mut now = Instant::now();
+            let mut flags = Vec::new();
+            for _ in 0..200 {
+                let mut x = vec![0.0f32; 512];
+                mixer.process(&mut [&mut x], &params, &status, None, BlockClock { now, offline });
+                flags.push(status.rendering.load(Ordering::Relaxed));
+                now += step;
+            }
+            flags
+        };
+        let (mut fast, _i, _o) = silent_workers(64);
+        let flags = rendering(&mut fast, None, Duration::from_micros(50));
+        let first = flags.iter().position(|&f| f).expect("a fast host is detected");
+        assert!(first < 40 && flags[first..].iter().all(|&f| f), "{flags:?}");
+        let (mut marked, _i, _o) = silent_workers(64);
+        assert!(rendering(&mut marked, Some(true), block).iter().all(|&f| f));
+        let (mut live, _i, _o) = silent_workers(64);
+        assert!(rendering(&mut live, Some(false), block).iter().all(|&f| !f));
+        let (dream, wavenet) = {
+            let (mixer, i, o) = silent_workers(64);
+            drop((i, o));
+            (mixer.dream, mixer.wavenet)
+        };
+        let mut activated = Mixer::new(dream, wavenet, vec![DelayLine::new(0)], true, 48_000.0);
+        assert!(rendering(&mut activated, None, block).iter().all(|&f| f));
+    }
+
+    /// The real worker loop around a job that stalls (it waits on a gate
+    /// the test opens) while a live stream keeps coming: the input ring
+    /// overflows, the missing output fades out and is counted, and once the
+    /// job runs again the stream restarts and the job's output comes back,
+    /// in step with the input.
+    #[test]
+    fn a_live_stream_recovers_after_the_worker_stalls() {
+        use std::sync::mpsc;
+
+        use crate::worker::{Job, Worker, WorkerFlags};
+
+        /// Adds 1 to every sample, after waiting for the gate once.
+        struct Gated(Option<mpsc::Receiver<()>>);
+
+        impl Job for Gated {
+            fn prepare(&mut self) {}
+            fn process(&mut self, input: &[f32], output: &mut [f32]) {
+                if let Some(gate) = self.0.take() {
+                    // Closed until the test drops its end.
+                    let _ = gate.recv();
+                }
+                for (o, i) in output.iter_mut().zip(input) {
+                    *o = i + 1.0;
+                }
+            }
+            fn reset(&mut self) {}
+        }
+
+        let (open, gate) = mpsc::channel::<()>();
+        let (tx, worker_in) = rtrb::RingBuffer::new(4_096);
+        let (worker_out, rx) = rtrb::RingBuffer::new(4_096);
+        let flags = Arc::new(WorkerFlags::default());
+        let _worker = Worker::spawn(
+            "test-gated",
+            Gated(Some(gate)),
+            worker_in,
+            worker_out,
+            flags.clone(),
+            48_000.0,
+        )
+        .expect("spawns");
+        // Declared after the worker so that it is dropped (the gate opened)
+        // before the worker is joined, also when an assertion fails.
+        let open = open;
+        let mut link = Link::new(tx, rx, 64, 48_000.0);
+        let underruns = AtomicU64::new(0);
+        // Three ring-fulls of live input while the job is stuck: nothing
+        // comes back but silence.
+        for i in 0..3 * 4_096 {
+            link.send(i as f32, &underruns);
+            assert_eq!(link.receive(false, &flags.alive, &underruns), 0.0, "sample {i}");
+        }
+        // One for the output that stopped, one for the input that overflowed.
+        let lost = underruns.load(Ordering::Relaxed);
+        assert!(lost >= 2, "only {lost} underruns counted");
+        drop(open);
+        // Live again, in blocks of 16 that start once the worker has read
+        // everything sent (a stand-in for an audio clock slow enough for
+        // the worker): with 64 samples of headroom every output due was
+        // written two blocks ago. The output returns to input + 1, 64
+        // samples late.
+        let (mut sent, mut back) = (Vec::new(), Vec::new());
+        'blocks: for block in 0..20_000 {
+            let mut turns = 0u64;
+            while link.input.slots() < 4_096 {
+                turns += 1;
+                assert!(turns < 100_000_000, "the worker stopped reading");
+                std::thread::yield_now();
+            }
+            for i in 0..16 {
+                let x = ((block * 16 + i) % 1_000) as f32 * 1e-3;
+                link.send(x, &underruns);
+                sent.push(x);
+                back.push(link.receive(false, &flags.alive, &underruns));
+            }
+            let n = back.len();
+            if n > 4_000 && (n - 2_000..n).all(|t| back[t] == sent[t - 64] + 1.0) {
+                break 'blocks;
+            }
+            assert!(block < 19_999, "the stream never came back");
+        }
+    }
 
     /// Two resets before the worker answers either: only the newest
     /// stream's output may come through, after the headroom, and never a

@@ -87,10 +87,7 @@ impl ReverieParams {
             .with_value_to_string(Arc::new(move |i| target_name(&names, i)))
             .with_string_to_value(Arc::new({
                 let names = targets.clone();
-                move |s| {
-                    let list = names.read().ok()?;
-                    list.iter().position(|n| n == s.trim()).map(|i| i as i32)
-                }
+                move |s| target_index(&names, s)
             })),
             away: BoolParam::new("Dream away", false),
             iterations: IntParam::new("Iterations", 4, IntRange::Linear { min: 0, max: 32 }),
@@ -146,10 +143,70 @@ fn regulariser_weight(name: &str) -> FloatParam {
 }
 
 /// The name of target `index`; indices past the model's list show the last one,
-/// which is also what the worker uses.
+/// which is also what the worker uses. Before a model has named its targets
+/// (the plugin is not active yet) the index itself.
 fn target_name(names: &TargetNames, index: i32) -> String {
     match names.read() {
         Ok(list) if !list.is_empty() => list[(index.max(0) as usize).min(list.len() - 1)].clone(),
         _ => index.to_string(),
+    }
+}
+
+/// The index a text names: one of the loaded model's target names (any
+/// case), or a plain index, which is what [`target_name`] shows before a
+/// model is loaded and what a host may send at any time. Hosts check that
+/// every text the parameter shows parses back.
+fn target_index(names: &TargetNames, text: &str) -> Option<i32> {
+    let text = text.trim();
+    if let Ok(list) = names.read() {
+        if let Some(i) = list.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+            return Some(i as i32);
+        }
+    }
+    text.parse::<i32>()
+        .ok()
+        .filter(|i| (0..MAX_TARGETS as i32).contains(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> TargetNames {
+        Arc::new(RwLock::new(list.iter().map(|s| s.to_string()).collect()))
+    }
+
+    /// value -> text -> value -> text, as clap-validator checks it: the
+    /// texts agree and the second value equals the first parsed one.
+    fn round_trips(names: &TargetNames) -> Vec<String> {
+        let mut failures = Vec::new();
+        for value in 0..MAX_TARGETS as i32 {
+            let text = target_name(names, value);
+            let Some(back) = target_index(names, &text) else {
+                failures.push(format!("{value} -> {text:?} does not parse"));
+                continue;
+            };
+            let again = target_name(names, back);
+            if again != text || target_index(names, &again) != Some(back) {
+                failures.push(format!("{value} -> {text:?} -> {back} -> {again:?}"));
+            }
+        }
+        failures
+    }
+
+    #[test]
+    fn every_target_text_parses_back_before_and_after_a_model_names_them() {
+        let targets = names(&[]);
+        assert_eq!(round_trips(&targets), Vec::<String>::new());
+        assert_eq!(target_name(&targets, 7), "7");
+        *targets.write().unwrap() = vec!["layer:1".into(), "class:piano".into(), "contrast:piano".into()];
+        assert_eq!(round_trips(&targets), Vec::<String>::new());
+        assert_eq!(target_index(&targets, " Class:Piano "), Some(1));
+        // Past the list: the last target, as the worker clamps it.
+        assert_eq!(target_name(&targets, 40), "contrast:piano");
+        // A plain index is always understood; nonsense is not.
+        assert_eq!(target_index(&targets, "2"), Some(2));
+        assert_eq!(target_index(&targets, "class:banjo"), None);
+        assert_eq!(target_index(&targets, "64"), None);
     }
 }

@@ -127,6 +127,7 @@ impl Session {
             Link::new(wn_in, wn_out, wn_headroom, host.rate as f32),
             dry,
             host.offline,
+            host.rate as f32,
         );
         Ok(Self {
             mixer,

@@ -26,6 +26,10 @@ pub struct Status {
     pub latency_samples: AtomicU32,
     /// The host's sample rate of the running activation (0 before one).
     pub host_rate: AtomicU32,
+    /// Whether the last block was rendered completely (the host renders
+    /// offline or faster than real time, and the audio thread waits for
+    /// the workers) rather than on time.
+    pub rendering: AtomicBool,
     /// Whether the editor is open: the workers feed its pictures only then.
     pub editor_open: AtomicBool,
     /// The compute device the dream worker uses.

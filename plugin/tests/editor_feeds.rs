@@ -6,7 +6,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
+use reverie::mixer::BlockClock;
 use reverie::session::{HostSetup, Session};
 use reverie::telemetry::{self, ScopeFrame, ScorePoint};
 use reverie::{ReverieParams, Status};
@@ -42,7 +44,13 @@ fn run(editor_open: bool, input: &[f32]) -> (Vec<f32>, usize, Vec<ScopeFrame>, V
     for block in input.chunks(4_800) {
         let mut buf = block.to_vec();
         let scope = editor_open.then_some(&mut feeds.scope);
-        session.mixer.process(&mut [&mut buf], &params, &status, scope);
+        let clock = BlockClock {
+            now: Instant::now(),
+            offline: None,
+        };
+        session
+            .mixer
+            .process(&mut [&mut buf], &params, &status, scope, clock);
         out.extend_from_slice(&buf);
         // The editor drains every frame it draws; here every block.
         while let Ok(f) = taps.scope.pop() {

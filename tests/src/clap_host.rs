@@ -38,6 +38,8 @@ pub struct Bundle {
     pub entry: PluginEntry,
     /// The `reverie-standalone` binary built in the same run.
     pub standalone: PathBuf,
+    /// A `Reverie.vst3` bundle of the same build (see `vst3_host`).
+    pub vst3: PathBuf,
 }
 
 /// Builds the plugin (once per process) and loads its CLAP entry.
@@ -63,12 +65,22 @@ pub fn reverie_bundle() -> &'static Bundle {
         std::fs::copy(built.join("libreverie.so"), &library).expect("copy the built plugin");
         let standalone = dir.join("reverie-standalone");
         std::fs::copy(built.join("reverie-standalone"), &standalone).expect("copy the built standalone");
+        // The layout `cargo xtask bundle` gives a Linux VST3 bundle.
+        let vst3 = dir.join("Reverie.vst3");
+        let vst3_binary = vst3.join("Contents/x86_64-linux");
+        std::fs::create_dir_all(&vst3_binary).expect("vst3 bundle folder");
+        std::fs::copy(built.join("libreverie.so"), vst3_binary.join("Reverie.so"))
+            .expect("copy the vst3 binary");
         // SAFETY: loading a CLAP library runs its initialisers; this is the
         // plugin we just built, loaded once and never unloaded.
         let entry = unsafe { PluginEntry::load(&library) }.expect("the plugin's CLAP entry loads");
         // The mapping outlives the file.
         let _ = std::fs::remove_file(&library);
-        Bundle { entry, standalone }
+        Bundle {
+            entry,
+            standalone,
+            vst3,
+        }
     })
 }
 
@@ -370,6 +382,25 @@ impl ClapPlugin {
             }
         }
         self.run_main_thread_callbacks();
+    }
+
+    /// The plugin's text for a CLAP value of parameter `id`.
+    pub fn value_to_text(&mut self, id: u32, value: f64) -> Option<String> {
+        let mut buffer = [0u8; 256];
+        let handle = self.instance.plugin_handle();
+        let text = self
+            .params_ext
+            .value_to_text(&handle, ClapId::new(id), value, &mut buffer)
+            .ok()?;
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        Some(String::from_utf8_lossy(&text[..end]).into_owned())
+    }
+
+    /// The CLAP value the plugin reads from `text` for parameter `id`.
+    pub fn text_to_value(&mut self, id: u32, text: &str) -> Option<f64> {
+        let text = CString::new(text).ok()?;
+        let handle = self.instance.plugin_handle();
+        self.params_ext.text_to_value(&handle, ClapId::new(id), &text)
     }
 
     /// Chooses realtime or offline rendering (the render extension); call it

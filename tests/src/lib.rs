@@ -3,6 +3,8 @@
 
 pub mod clap_host;
 pub mod screenshot;
+pub mod signals;
+pub mod vst3_host;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

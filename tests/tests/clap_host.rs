@@ -1,8 +1,9 @@
 //! The built plugin under a real CLAP host (issue 5): every output sample
 //! finite, latency as reported, a null test, sample-accurate automation,
 //! state, no thread leaks, deterministic offline renders, and the
-//! standalone wrapper, plus recovery from absurd input and from a stalled
-//! worker.
+//! standalone wrapper, plus recovery from absurd input, complete renders
+//! from hosts that render fast without saying so, and the live stream after
+//! such a render.
 //!
 //! The plugin is built once per run with `assert_process_allocs` (debug), so
 //! any allocation inside `process()` aborts the test binary. Tests hold a
@@ -17,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use reverie_tests::clap_host::{clap_param_id, reverie_bundle, ClapPlugin, ParamChange};
+use reverie_tests::signals::{delayed, first_difference, noise, program, sine};
 
 const RATES: [f64; 3] = [44_100.0, 48_000.0, 96_000.0];
 
@@ -43,54 +45,6 @@ fn serial() -> MutexGuard<'static, ()> {
 /// The CLAP value of a dream strength (a linear 0..2 parameter).
 fn strength(value: f64) -> f64 {
     value / 2.0
-}
-
-/// Deterministic white noise in [-amp, amp).
-fn noise(len: usize, seed: u64, amp: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
-
-fn sine(len: usize, freq: f64, rate: f64, amp: f32) -> Vec<f32> {
-    (0..len)
-        .map(|i| (std::f64::consts::TAU * freq * i as f64 / rate).sin() as f32 * amp)
-        .collect()
-}
-
-/// Noise plus a sine: music-like enough for the dream to act on.
-fn program(len: usize, rate: f64, seed: u64) -> Vec<f32> {
-    let n = noise(len, seed, 0.3);
-    let s = sine(len, 220.0, rate, 0.4);
-    n.iter().zip(&s).map(|(a, b)| a + b).collect()
-}
-
-/// What the plugin feeds its dry path and models: non-finite samples are 0.
-fn sanitized(x: f32) -> f32 {
-    if x.is_finite() {
-        x
-    } else {
-        0.0
-    }
-}
-
-/// `signal` delayed by `latency` samples, sanitised.
-fn delayed(signal: &[f32], latency: usize) -> Vec<f32> {
-    (0..signal.len())
-        .map(|t| {
-            if t < latency {
-                0.0
-            } else {
-                sanitized(signal[t - latency])
-            }
-        })
-        .collect()
 }
 
 /// Two channels whose first `head` samples go through noise, a sine,
@@ -132,10 +86,6 @@ fn torture(len: usize, head: usize, rate: f64) -> [Vec<f32>; 2] {
         right[i] = r;
     }
     [left, right]
-}
-
-fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
 }
 
 /// 1. Every output sample is finite at every rate and block size, in both
@@ -230,26 +180,35 @@ fn render_paced(plugin: &mut ClapPlugin, x: &[f32], rate: f64) -> Vec<f32> {
     out
 }
 
-/// 1c. Realtime mode: when the worker falls behind by more than the capture
-///     ring holds (~2.5 s; here a host burst of 6 s stands in for a stalled
-///     worker), the dream must come back once the worker has caught up,
-///     with or without a `reset()` right after the stall. A control run
-///     without the stall shows the dream arriving in the paced phase.
-///     (Paced in real time: the one test whose subject is the worker's
-///     real-time pace.)
+/// 1c. A host that renders a burst as fast as it can without saying so (a
+///     bounce: the plugin waits for its workers) and then plays live: the
+///     live phase dreams, with or without a `reset()` after the burst. A
+///     control run plays live only. (Paced in real time: the one test
+///     whose subject is the live pace. The worker falling behind a live
+///     stream, its rings overflowing, is tested against the real worker
+///     loop in the plugin's unit tests.)
 #[test]
-fn dream_recovers_after_the_worker_falls_behind() {
+fn the_dream_plays_live_after_a_fast_burst() {
     let _serial = serial();
     let rate = 44_100.0;
     let second = rate as usize;
     let mut missing = Vec::new();
-    for (stall, reset) in [(false, false), (true, false), (true, true)] {
+    for (burst, reset) in [(false, false), (true, false), (true, true)] {
         let mut plugin = ClapPlugin::new();
         plugin.activate(rate, 512).expect("activates");
         let latency = plugin.latency() as usize;
-        if stall {
-            let burst = program(6 * second, rate, 31);
-            plugin.process(&[&burst, &burst], 512, &[]);
+        if burst {
+            let input = program(6 * second, rate, 31);
+            let out = plugin.process(&[&input, &input], 512, &[]);
+            let dreamed = (latency..input.len())
+                .filter(|&t| (out[0][t] - input[t - latency]).abs() > 1e-5)
+                .count();
+            if dreamed <= (input.len() - latency) * 9 / 10 {
+                missing.push(format!(
+                    "reset {reset}: the burst kept the dream in only {dreamed} of {} samples",
+                    input.len() - latency
+                ));
+            }
         }
         if reset {
             plugin.reset();
@@ -269,14 +228,14 @@ fn dream_recovers_after_the_worker_falls_behind() {
             .count();
         if dreamed <= (out.len() - from) * 9 / 10 {
             missing.push(format!(
-                "stall {stall}, reset {reset}: {dreamed} of {} samples of the last second differ from dry",
+                "burst {burst}, reset {reset}: {dreamed} of {} samples of the last second differ from dry",
                 out.len() - from
             ));
         }
     }
     assert!(
         missing.is_empty(),
-        "the dream did not come back:\n{}",
+        "the live phase lost the dream:\n{}",
         missing.join("\n")
     );
 }
@@ -753,6 +712,44 @@ fn offline_renders_are_bit_identical_and_dream() {
     // delta (one resampler chunk) may come out.
     let early = first[0][..latency].iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(early < 1e-3, "output before the latency: {early}");
+}
+
+/// 7b. A host that renders as fast as it can without saying so (activated
+///     for real time, no render extension call) still gets the complete
+///     offline render, bit for bit: the plugin sees from the pace of the
+///     calls that it is not live, and waits for its workers.
+#[test]
+fn a_fast_host_that_says_nothing_gets_the_offline_render() {
+    let _serial = serial();
+    let rate = 48_000.0;
+    let render = |offline: bool| {
+        let mut plugin = ClapPlugin::new();
+        plugin.set_params(&[(plugin.param("strength"), strength(1.0))]);
+        if offline {
+            plugin.set_offline(true);
+        }
+        plugin.activate(rate, 256).expect("activates");
+        let latency = plugin.latency() as usize;
+        let x = program(latency + (rate * 1.5) as usize, rate, 23);
+        (plugin.process(&[&x, &x], 256, &[]), x, latency)
+    };
+    let (said, x, latency) = render(true);
+    let (unsaid, _, _) = render(false);
+    for ch in 0..2 {
+        assert_eq!(
+            first_difference(&unsaid[ch], &said[ch]),
+            None,
+            "channel {ch}: the unannounced render lost part of the dream"
+        );
+    }
+    let dry = delayed(&x, latency);
+    let dreamed = (latency..x.len())
+        .filter(|&t| (said[0][t] - dry[t]).abs() > 1e-5)
+        .count();
+    assert!(
+        dreamed > (x.len() - latency) * 9 / 10,
+        "only {dreamed} samples dreamed"
+    );
 }
 
 /// 8. The standalone wrapper runs the plugin with the dummy backend (it

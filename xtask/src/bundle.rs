@@ -23,8 +23,10 @@ pub struct InstallArgs {
     pub debug: bool,
 }
 
-/// Builds the bundles into target/bundled/.
+/// Builds the bundles into target/bundled/, after checking (or
+/// installing) the system packages the plugin's build needs.
 pub fn bundle(args: &BundleArgs) -> anyhow::Result<()> {
+    crate::system_packages::ensure("building the plugin", crate::system_packages::PLUGIN_BUILD)?;
     let args = std::iter::once("bundle".to_string()).chain(args.args.iter().cloned());
     nice_plug_xtask::main_with_args("cargo xtask", args)
 }

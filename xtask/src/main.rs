@@ -14,6 +14,7 @@ mod nll_cmd;
 mod pitch_cmd;
 mod progress;
 mod spectrogram_cmd;
+mod system_packages;
 mod train_cmd;
 mod train_run;
 mod train_wavenet_cmd;

@@ -34,6 +34,8 @@ pub struct StatusSnapshot {
     pub host_rate: u32,
     /// Windows dreamed since activation.
     pub windows: u64,
+    /// Whether the host is rendering (the audio thread waits for the workers).
+    pub rendering: bool,
     /// The last message about models.
     pub message: String,
 }
@@ -54,6 +56,7 @@ impl StatusSnapshot {
             latency_samples: status.latency_samples.load(Ordering::Relaxed),
             host_rate: status.host_rate.load(Ordering::Relaxed),
             windows: status.windows.load(Ordering::Relaxed),
+            rendering: status.rendering.load(Ordering::Relaxed),
             message: text(&status.model_message),
         }
     }
@@ -88,6 +91,14 @@ pub fn status_lines(s: &StatusSnapshot) -> Vec<(&'static str, String)> {
             format!("{}, {} windows", pace(s.dream_alive, s.dream_rtf), s.windows),
         ),
         ("Latency", latency_text(s.latency_samples, s.host_rate)),
+        (
+            "Host",
+            if s.rendering {
+                "rendering: every block waits for the dream".into()
+            } else {
+                "playing live".into()
+            },
+        ),
         ("Underruns", s.underruns.to_string()),
         ("WaveNet", wavenet),
         ("Models", s.message.clone()),
@@ -220,6 +231,7 @@ mod tests {
             latency_samples: 67_032,
             host_rate: 44_100,
             windows: 12,
+            rendering: false,
             message: "using the built-in perception model".into(),
         }
     }
@@ -233,8 +245,10 @@ mod tests {
         assert_eq!(get("Latency"), "1520 ms (67032 samples at 44100 Hz)");
         assert_eq!(get("Underruns"), "7");
         assert_eq!(get("WaveNet"), "listening (3.0x real time)");
+        assert_eq!(get("Host"), "playing live");
 
         let mut s = running();
+        s.rendering = true;
         s.dream_alive = false;
         s.wavenet = SamplerState::Generating;
         s.wavenet_rtf = 0.0;
@@ -242,6 +256,7 @@ mod tests {
         let get = |k: &str| lines.iter().find(|(l, _)| *l == k).unwrap().1.clone();
         assert!(get("Dreaming").starts_with("stopped"), "{}", get("Dreaming"));
         assert_eq!(get("WaveNet"), "generating (waiting for audio)");
+        assert!(get("Host").starts_with("rendering"), "{}", get("Host"));
         s.wavenet = SamplerState::Off;
         assert!(status_lines(&s).contains(&("WaveNet", "off".into())));
     }

@@ -224,9 +224,40 @@ pub enum Direction {
     Away,
 }
 
+/// How a dream's change is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DreamMode {
+    /// The change lives in the input's own short-time spectrum: the
+    /// network's gradient is carried into the input's spectrum, weighted by
+    /// it, and the change is synthesised from there (see
+    /// [`crate::spectral_dream`]). Quiet where the input is quiet, no hiss
+    /// between its partials, no pumping at the window hop.
+    #[default]
+    Spectral,
+    /// The paper's dream: max-normalised gradient steps on the raw samples
+    /// of each window, the windows overlap-added. Every sample may change,
+    /// so the change is mostly broadband noise.
+    Raw,
+}
+
+impl DreamMode {
+    /// Every mode, in menu order.
+    pub const ALL: [DreamMode; 2] = [DreamMode::Spectral, DreamMode::Raw];
+
+    /// The mode's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DreamMode::Spectral => "spectral",
+            DreamMode::Raw => "raw",
+        }
+    }
+}
+
 /// Settings of one dream.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DreamParams {
+    /// How the change is made.
+    pub mode: DreamMode,
     /// What to push on.
     pub target: DreamTarget,
     /// Toward or away from it.
@@ -239,17 +270,22 @@ pub struct DreamParams {
     pub sparsity: f32,
     /// Weight of the squared difference of neighbouring first-layer frames.
     pub continuity: f32,
+    /// Seeds the small random shifts of the window between steps
+    /// (spectral mode), so the same seed dreams the same.
+    pub seed: u64,
 }
 
 impl Default for DreamParams {
     fn default() -> Self {
         Self {
+            mode: DreamMode::default(),
             target: DreamTarget::default(),
             direction: Direction::Toward,
             iterations: 4,
             step: 0.02,
             sparsity: 0.05,
             continuity: 0.05,
+            seed: 0,
         }
     }
 }
@@ -326,6 +362,80 @@ impl Dreamer {
         Ok((target.value(&act)?, sparsity, continuity))
     }
 
+    /// The dream's loss on a normalised window (a tensor on the device):
+    /// minus the target toward it (plus it away from it), plus the
+    /// weighted sparsity and continuity costs; and the target's value.
+    fn loss(&self, x: &Tensor, params: &DreamParams) -> candle_core::Result<(Tensor, Tensor)> {
+        let sign = match params.direction {
+            Direction::Toward => 1.0,
+            Direction::Away => -1.0,
+        };
+        let (t, s, c) = self.terms(x, &params.target)?;
+        let loss = ((&t * -sign)? + (s * f64::from(params.sparsity))? + (c * f64::from(params.continuity))?)?;
+        Ok((loss, t))
+    }
+
+    /// The gradient of the dream's loss with respect to a normalised window
+    /// given as samples, and the target's value there. Gradient descent on
+    /// the loss is the dream.
+    pub fn loss_gradient(&self, x: &[f32], params: &DreamParams) -> Result<(Vec<f32>, f32), DreamError> {
+        params.target.check(&self.model)?;
+        let var = Var::from_tensor(&self.input(x)?)?;
+        let (loss, t) = self.loss(var.as_tensor(), params)?;
+        let grads = loss.backward()?;
+        let target = t.to_scalar::<f32>()?;
+        let g = match grads.get(var.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1()?,
+            None => vec![0.0; x.len()],
+        };
+        Ok((g, target))
+    }
+
+    /// The target's value on a normalised window.
+    pub fn target_value(&self, x: &[f32], target: &DreamTarget) -> Result<f32, DreamError> {
+        target.check(&self.model)?;
+        let act = self.model.net.forward(&self.input(x)?)?;
+        Ok(target.value(&act)?.to_scalar()?)
+    }
+
+    /// The target's mean value over the windows of an input and of its
+    /// dreamed output (both at the model rate), the pair of windows at each
+    /// place scaled alike: made zero-mean and divided by the input window's
+    /// peak, as the dream saw them, so that a change that makes the audio
+    /// louder is not scored as a quieter input. Windows an eighth of a
+    /// window apart, so the means do not depend on where a dream's own
+    /// windows fell; silent input windows are left out. `None` if no window
+    /// is loud enough.
+    pub fn mean_target_change(
+        &self,
+        input: &[f32],
+        output: &[f32],
+        target: &DreamTarget,
+    ) -> Result<Option<(f32, f32)>, DreamError> {
+        let window = self.window();
+        let hop = (window / 8).max(1);
+        let (mut before, mut after, mut count) = (0.0f64, 0.0f64, 0usize);
+        let mut start = 0;
+        while start + window <= input.len().min(output.len()) {
+            let x = &input[start..start + window];
+            let y = &output[start..start + window];
+            let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / window as f64;
+            let (_, peak) = normalise(x);
+            if peak >= SILENCE {
+                let scaled = |s: &[f32]| -> Vec<f32> {
+                    s.iter()
+                        .map(|&v| ((f64::from(v) - mean) / f64::from(peak)) as f32)
+                        .collect()
+                };
+                before += f64::from(self.target_value(&scaled(x), target)?);
+                after += f64::from(self.target_value(&scaled(y), target)?);
+                count += 1;
+            }
+            start += hop;
+        }
+        Ok((count > 0).then(|| ((before / count as f64) as f32, (after / count as f64) as f32)))
+    }
+
     /// Measures target, sparsity and continuity on a normalised window.
     pub fn measure(&self, x: &[f32], target: &DreamTarget) -> Result<Measures, DreamError> {
         target.check(&self.model)?;
@@ -355,17 +465,11 @@ impl Dreamer {
         params.target.check(&self.model)?;
         let mut before = None;
         let var = Var::from_tensor(&self.input(x)?)?;
-        let sign = match params.direction {
-            Direction::Toward => 1.0,
-            Direction::Away => -1.0,
-        };
         for _ in 0..params.iterations {
-            let (t, s, c) = self.terms(var.as_tensor(), &params.target)?;
+            let (loss, t) = self.loss(var.as_tensor(), params)?;
             if score && before.is_none() {
                 before = Some(t.to_scalar::<f32>()?);
             }
-            let loss =
-                ((t * -sign)? + (s * f64::from(params.sparsity))? + (c * f64::from(params.continuity))?)?;
             let grads = loss.backward()?;
             let Some(g) = grads.get(var.as_tensor()) else {
                 break;

@@ -8,6 +8,7 @@
 
 pub mod defaults;
 pub mod device;
+pub mod dream_measures;
 pub mod dreamer;
 pub mod filters;
 pub mod layers;
@@ -19,7 +20,9 @@ pub mod pitch;
 pub mod resample;
 mod rng;
 pub mod sampler;
+pub mod spectral_dream;
 pub mod spectrogram;
+pub mod stft;
 pub mod streaming;
 pub mod wav;
 pub mod wavenet;

@@ -1,15 +1,16 @@
 //! Turns a continuous stream at the host rate into a continuous stream of
 //! dream deltas with a fixed, known latency: resample to the model rate,
-//! process overlapping windows (50% hop, periodic Hann synthesis windows
-//! that sum to one), overlap-add, resample back.
+//! hand overlapping windows (50% hop) to a [`WindowProcessor`], which
+//! returns the finished change for each window's first half, resample back.
 //!
 //! The output for input sample `n` appears at output sample `n + latency()`,
 //! whatever the block sizes, so `dry delayed by latency() + delta` lines up.
 
 use std::collections::VecDeque;
 
-use crate::dreamer::{DreamError, DreamParams, Dreamer, Score};
+use crate::dreamer::{DreamError, DreamMode, DreamParams, Dreamer, Score};
 use crate::resample::{gcd, ChunkResampler, ResampleError};
+use crate::spectral_dream::{SpectralDream, SpectralSettings};
 
 /// Errors of the streaming dreamer.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +30,19 @@ pub enum StreamError {
 /// resampler and the model.
 pub const MAX_INPUT: f32 = 16.0;
 
-/// Computes the change to make to one window at the model rate.
+/// Computes the change to make to a stream, one window at a time at the
+/// model rate: windows of the stream's window length, half a window apart.
 pub trait WindowProcessor {
-    /// Fills `delta` (as long as `window`) with the change to apply.
-    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError>;
+    /// Takes the next window and writes the finished change for its first
+    /// half into `out` (half a window long). On an error `out` still holds
+    /// a usable (possibly empty) change, so the stream keeps time.
+    fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError>;
+    /// Forgets the stream's history.
+    fn reset(&mut self) {}
 }
 
-/// The dreaming window processor: a [`Dreamer`] with its settings.
+/// The dreaming window processor: a [`Dreamer`] with its settings, in
+/// either [`DreamMode`].
 pub struct DreamWindows {
     /// The dreamer.
     pub dreamer: Dreamer,
@@ -45,33 +52,85 @@ pub struct DreamWindows {
     /// when deliberately dreaming from silence.
     pub gate: bool,
     /// When set, every dreamed window's [`Score`] is appended here (costs
-    /// one forward pass per window); `None` computes nothing extra.
+    /// one forward pass per window, two in spectral mode); `None` computes
+    /// nothing extra.
     pub scores: Option<Vec<Score>>,
+    spectral: SpectralDream,
+    /// Raw mode: each window's change, under a periodic Hann window (the
+    /// windows sum to one at a 50% hop), overlap-added.
+    ola: Vec<f32>,
+    hann: Vec<f32>,
 }
 
 impl DreamWindows {
     /// Dreams with `params`, gated, without scores.
     pub fn new(dreamer: Dreamer, params: DreamParams) -> Self {
+        let window = dreamer.window();
         Self {
+            spectral: SpectralDream::new(window, SpectralSettings::default()),
+            ola: vec![0.0; window],
+            hann: (0..window)
+                .map(|i| {
+                    let phase = std::f64::consts::TAU * i as f64 / window as f64;
+                    (0.5 - 0.5 * phase.cos()) as f32
+                })
+                .collect(),
             dreamer,
             params,
             gate: true,
             scores: None,
         }
     }
+
+    /// Dreams spectrally with other settings (for comparing them).
+    pub fn with_spectral(mut self, settings: SpectralSettings) -> Self {
+        self.spectral = SpectralDream::new(self.dreamer.window(), settings);
+        self
+    }
+
+    /// Raw mode: the window's whole change, cross-faded into the previous
+    /// window's second half.
+    fn raw(&mut self, window: &[f32], out: &mut [f32]) -> Result<Option<Score>, DreamError> {
+        let scoring = self.scores.is_some();
+        let result = self
+            .dreamer
+            .dream_delta_scored(window, &self.params, self.gate, scoring);
+        let hop = out.len();
+        if let Ok((delta, _)) = &result {
+            for ((acc, d), w) in self.ola.iter_mut().zip(delta).zip(&self.hann) {
+                *acc += d * w;
+            }
+        }
+        out.copy_from_slice(&self.ola[..hop]);
+        self.ola.copy_within(hop.., 0);
+        let tail = self.ola.len() - hop;
+        self.ola[tail..].fill(0.0);
+        result.map(|(_, score)| score)
+    }
 }
 
 impl WindowProcessor for DreamWindows {
-    fn process(&mut self, window: &[f32], delta: &mut [f32]) -> Result<(), DreamError> {
-        let scoring = self.scores.is_some();
-        let (d, score) = self
-            .dreamer
-            .dream_delta_scored(window, &self.params, self.gate, scoring)?;
-        delta.copy_from_slice(&d);
+    fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError> {
+        let score = match self.params.mode {
+            DreamMode::Raw => self.raw(window, out)?,
+            DreamMode::Spectral => self.spectral.process(
+                &self.dreamer,
+                window,
+                &self.params,
+                self.gate,
+                self.scores.is_some(),
+                out,
+            )?,
+        };
         if let (Some(list), Some(score)) = (&mut self.scores, score) {
             list.push(score);
         }
         Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.ola.fill(0.0);
+        self.spectral.reset();
     }
 }
 
@@ -101,14 +160,12 @@ pub struct DeltaStream<P> {
     intrinsic: usize,
     /// Leading zeros still to emit before the first resampled delta.
     lead: usize,
-    synthesis: Vec<f32>,
     host_in: Vec<f32>,
     model_in: VecDeque<f32>,
-    ola: Vec<f32>,
     model_out: Vec<f32>,
     host_out: VecDeque<f32>,
     scratch_window: Vec<f32>,
-    scratch_delta: Vec<f32>,
+    scratch_hop: Vec<f32>,
     scratch_down: Vec<f32>,
     scratch_up: Vec<f32>,
     windows_done: u64,
@@ -136,12 +193,6 @@ impl<P: WindowProcessor> DeltaStream<P> {
         let align = ((step - down.delay() as u64 % step) % step) as usize;
         let intrinsic = up.delay() as u64 + (down.delay() + align) as u64 * h / m;
         let latency = worst_lag(&down, &up, window, hop, align, intrinsic)?;
-        let synthesis = (0..window)
-            .map(|i| {
-                let phase = std::f64::consts::TAU * i as f64 / window as f64;
-                (0.5 - 0.5 * phase.cos()) as f32
-            })
-            .collect();
         let mut s = Self {
             processor,
             scratch_down: vec![0.0; down.chunk_out()],
@@ -160,10 +211,8 @@ impl<P: WindowProcessor> DeltaStream<P> {
             latency,
             intrinsic: intrinsic as usize,
             lead: 0,
-            synthesis,
-            ola: vec![0.0; window],
             scratch_window: vec![0.0; window],
-            scratch_delta: vec![0.0; window],
+            scratch_hop: vec![0.0; hop],
             windows_done: 0,
         };
         s.reset();
@@ -197,7 +246,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
         self.host_in.clear();
         self.model_in.clear();
         self.model_in.extend(std::iter::repeat_n(0.0, self.align));
-        self.ola.fill(0.0);
+        self.processor.reset();
         self.model_out.clear();
         self.host_out.clear();
         self.lead = self.latency - self.intrinsic;
@@ -252,23 +301,17 @@ impl<P: WindowProcessor> DeltaStream<P> {
             for (dst, src) in self.scratch_window.iter_mut().zip(self.model_in.iter()) {
                 *dst = *src;
             }
-            // A window that fails contributes nothing, but the stream moves
-            // on: retrying the same window forever would stall it.
+            // A window that fails still hands back what change it has, and
+            // the stream moves on: retrying the same window forever would
+            // stall it.
             if let Err(e) = self
                 .processor
-                .process(&self.scratch_window, &mut self.scratch_delta)
+                .process(&self.scratch_window, &mut self.scratch_hop)
             {
-                self.scratch_delta.fill(0.0);
                 first_error.get_or_insert(e);
             }
             self.windows_done += 1;
-            for ((acc, d), w) in self.ola.iter_mut().zip(&self.scratch_delta).zip(&self.synthesis) {
-                *acc += d * w;
-            }
-            self.model_out.extend_from_slice(&self.ola[..self.hop]);
-            self.ola.copy_within(self.hop.., 0);
-            let tail = self.window - self.hop;
-            self.ola[tail..].fill(0.0);
+            self.model_out.extend_from_slice(&self.scratch_hop);
             self.model_in.drain(..self.hop);
             while self.model_out.len() >= self.up.chunk_in() {
                 let n = self.up.chunk_in();

@@ -32,6 +32,7 @@ fn params(target: DreamTarget, direction: Direction) -> DreamParams {
         step: 0.01,
         sparsity: 0.0,
         continuity: 0.0,
+        ..DreamParams::default()
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use reverie_engine::dreamer::{Direction, DreamParams, DreamTarget, Dreamer};
+use reverie_engine::dreamer::{Direction, DreamMode, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::perception::PerceptionModel;
 use reverie_engine::streaming::{DeltaStream, DreamWindows};
 use rtrb::Producer;
@@ -39,6 +39,10 @@ pub struct DreamJob {
 pub fn settings(params: &ReverieParams, menu: &[DreamTarget]) -> DreamParams {
     let index = (params.target.value().max(0) as usize).min(menu.len().saturating_sub(1));
     DreamParams {
+        mode: match params.mode.value() {
+            crate::params::Mode::Spectral => DreamMode::Spectral,
+            crate::params::Mode::Raw => DreamMode::Raw,
+        },
         target: menu.get(index).copied().unwrap_or_default(),
         direction: if params.away.value() {
             Direction::Away
@@ -49,6 +53,7 @@ pub fn settings(params: &ReverieParams, menu: &[DreamTarget]) -> DreamParams {
         step: params.step.value(),
         sparsity: params.sparsity.value(),
         continuity: params.continuity.value(),
+        seed: 0,
     }
 }
 

@@ -19,7 +19,7 @@ use reverie_engine::filters::db_to_level;
 use reverie_engine::model_file::ModelKind;
 
 use crate::model_info::ModelInfo;
-use crate::params::{ReverieParams, TargetNames, WavenetMode};
+use crate::params::{Mode, ReverieParams, TargetNames, WavenetMode};
 use crate::status::Status;
 use crate::telemetry::Taps;
 use crate::view::{self, ScoreHistory, StatusSnapshot};
@@ -67,6 +67,8 @@ pub struct ReverieEditor {
     rate: u32,
     input: Spectrogram,
     output: Spectrogram,
+    /// Output minus input: where the change lives.
+    change: Spectrogram,
     scores: ScoreHistory,
     textures: Option<Textures>,
     perception: Browser,
@@ -78,9 +80,10 @@ pub struct ReverieEditor {
 struct Textures {
     input: TextureHandle,
     output: TextureHandle,
+    change: TextureHandle,
     filters: TextureHandle,
-    /// The spectrogram versions the input and output textures show.
-    drawn: [Option<u64>; 2],
+    /// The spectrogram versions the input, output and change textures show.
+    drawn: [Option<u64>; 3],
 }
 
 /// One model slot of the browser: a path field and what is loaded.
@@ -106,6 +109,7 @@ impl ReverieEditor {
             rate,
             input: spectrogram(rate),
             output: spectrogram(rate),
+            change: spectrogram(rate),
             scores: ScoreHistory::new(SCORE_WINDOWS),
             textures: None,
             perception: Browser::new(ModelKind::Perception),
@@ -121,12 +125,14 @@ impl ReverieEditor {
             self.rate = rate;
             self.input = spectrogram(rate);
             self.output = spectrogram(rate);
+            self.change = spectrogram(rate);
         }
         let waiting = self.taps.scope.slots();
         if let Ok(chunk) = self.taps.scope.read_chunk(waiting) {
             let (a, b) = chunk.as_slices();
             self.input.push(a.iter().chain(b).map(|f| f[0]));
             self.output.push(a.iter().chain(b).map(|f| f[1]));
+            self.change.push(a.iter().chain(b).map(|f| f[1] - f[0]));
             chunk.commit_all();
         }
         while let Ok(p) = self.taps.scores.pop() {
@@ -196,13 +202,15 @@ impl ReverieEditor {
             Textures {
                 input: ctx.load_texture("input", blank(), TextureOptions::LINEAR),
                 output: ctx.load_texture("output", blank(), TextureOptions::LINEAR),
+                change: ctx.load_texture("change", blank(), TextureOptions::LINEAR),
                 filters: ctx.load_texture("filters", blank(), TextureOptions::LINEAR),
-                drawn: [None; 2],
+                drawn: [None; 3],
             }
         });
         for ((spectrogram, texture), drawn) in [
             (&self.input, &mut textures.input),
             (&self.output, &mut textures.output),
+            (&self.change, &mut textures.change),
         ]
         .into_iter()
         .zip(&mut textures.drawn)
@@ -244,6 +252,13 @@ impl ReverieEditor {
         let p = &self.params;
         section(ui, "Dream", |ui| {
             slider(ui, "Strength", &p.strength, setter);
+            choice_buttons(
+                ui,
+                "Mode",
+                &p.mode,
+                &[(Mode::Spectral, "Spectral"), (Mode::Raw, "Raw (paper)")],
+                setter,
+            );
             self.target_menu(ui, setter);
             toggle(ui, "Away from target", &p.away, setter);
             slider(ui, "Iterations", &p.iterations, setter);
@@ -252,7 +267,17 @@ impl ReverieEditor {
             slider(ui, "Continuity", &p.continuity, setter);
         });
         section(ui, "WaveNet", |ui| {
-            mode_buttons(ui, &p.wavenet_mode, setter);
+            choice_buttons(
+                ui,
+                "Mode",
+                &p.wavenet_mode,
+                &[
+                    (WavenetMode::Off, "Off"),
+                    (WavenetMode::Generate, "Generate"),
+                    (WavenetMode::Continue, "Continue"),
+                ],
+                setter,
+            );
             slider(ui, "Level", &p.wavenet_level, setter);
             slider(ui, "Temperature", &p.temperature, setter);
         });
@@ -303,16 +328,20 @@ impl ReverieEditor {
             return;
         };
         let width = ui.available_width();
-        let half = ((width - 12.0) / 2.0).max(100.0);
+        let third = ((width - 18.0) / 3.0).max(90.0);
         section(
             ui,
             "Spectrograms (last 6 s, 30 Hz to 20 kHz, log frequency)",
             |ui| {
                 ui.horizontal(|ui| {
-                    for (title, texture) in [("Input", &t.input), ("Dreamed output", &t.output)] {
+                    for (title, texture) in [
+                        ("Input", &t.input),
+                        ("Dreamed output", &t.output),
+                        ("Change (output - input)", &t.change),
+                    ] {
                         ui.vertical(|ui| {
                             ui.label(title);
-                            ui.image((texture.id(), Vec2::new(half - 8.0, 130.0)));
+                            ui.image((texture.id(), Vec2::new(third - 8.0, 130.0)));
                         });
                     }
                 });
@@ -528,18 +557,21 @@ fn slider<P: Param>(ui: &mut egui::Ui, label: &str, param: &P, setter: &ParamSet
 }
 
 /// The WaveNet's mode as three buttons: clearer than a slider over an enum.
-fn mode_buttons(ui: &mut egui::Ui, param: &EnumParam<WavenetMode>, setter: &ParamSetter) {
+/// One button per value of an enum parameter, the current one lit.
+fn choice_buttons<T: Enum + PartialEq + Copy + Send + Sync + 'static>(
+    ui: &mut egui::Ui,
+    label: &str,
+    param: &EnumParam<T>,
+    choices: &[(T, &str)],
+    setter: &ParamSetter,
+) {
     ui.horizontal(|ui| {
-        ui.add_sized([92.0, 18.0], egui::Label::new("Mode"));
+        ui.add_sized([92.0, 18.0], egui::Label::new(label));
         let current = param.value();
-        for (mode, label) in [
-            (WavenetMode::Off, "Off"),
-            (WavenetMode::Generate, "Generate"),
-            (WavenetMode::Continue, "Continue"),
-        ] {
-            if ui.selectable_label(current == mode, label).clicked() && current != mode {
+        for &(value, text) in choices {
+            if ui.selectable_label(current == value, text).clicked() && current != value {
                 setter.begin_set_parameter(param);
-                setter.set_parameter(param, mode);
+                setter.set_parameter(param, value);
                 setter.end_set_parameter(param);
             }
         }

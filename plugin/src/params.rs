@@ -19,6 +19,15 @@ pub enum WavenetMode {
     Continue,
 }
 
+/// How the dream's change is made (the engine's `DreamMode`).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In the input's own spectrum: no hiss between its partials.
+    Spectral,
+    /// The paper's raw-gradient steps on the samples: broadband.
+    Raw,
+}
+
 /// The names of the loaded perception model's dream targets, in parameter
 /// order; shared with the target parameter's formatter and the editor.
 pub type TargetNames = Arc<RwLock<Vec<String>>>;
@@ -29,6 +38,9 @@ pub struct ReverieParams {
     /// How much of the dream delta is added to the dry signal.
     #[id = "strength"]
     pub strength: FloatParam,
+    /// How the change is made.
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
     /// Which layer, channel or class the dream pushes on.
     #[id = "target"]
     pub target: IntParam,
@@ -89,6 +101,7 @@ impl ReverieParams {
                 let names = targets.clone();
                 move |s| target_index(&names, s)
             })),
+            mode: EnumParam::new("Dream mode", Mode::Spectral),
             away: BoolParam::new("Dream away", false),
             iterations: IntParam::new("Iterations", 4, IntRange::Linear { min: 0, max: 32 }),
             step: FloatParam::new(

@@ -23,7 +23,8 @@ use reverie_tests::signals::{delayed, first_difference, noise, program, sine};
 const RATES: [f64; 3] = [44_100.0, 48_000.0, 96_000.0];
 
 /// Every parameter id the plugin must expose.
-const PARAM_IDS: [&str; 11] = [
+const PARAM_IDS: [&str; 12] = [
+    "mode",
     "strength",
     "target",
     "away",

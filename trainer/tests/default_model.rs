@@ -107,6 +107,7 @@ fn dreaming_toward_a_class_raises_its_score() {
             step: 0.01,
             sparsity: 0.0,
             continuity: 0.0,
+            ..DreamParams::default()
         };
         let dreamed = dreamer.dream(&window, &params).unwrap();
         let after = probabilities(&model, &dreamed)[class];

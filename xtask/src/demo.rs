@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use hound::{SampleFormat, WavSpec};
+use reverie_engine::dreamer::DreamParams;
 use reverie_engine::wav::{self, Audio};
 
-use crate::dream::{DreamArgs, Start};
+use crate::dream::{DreamArgs, DreamOptions, Mode, Start};
 
 /// Arguments of `cargo xtask demo`.
 #[derive(clap::Args)]
@@ -74,21 +75,24 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     wav::write(&input, &example())?;
     eprintln!("wrote {}", input.display());
     let output = args.out.join("dreamed.wav");
-    // Plucked strings dreamed toward brass: the default model's classes
-    // make the change easy to hear.
+    // Plucked strings dreamed toward brass at the default settings: the
+    // default model's classes make the change easy to hear.
     crate::dream::run(&DreamArgs {
         input,
         output,
-        model: None,
-        target: "class:brass".into(),
-        away: false,
-        strength: 1.0,
-        iterations: 8,
-        step: 0.03,
-        sparsity: 0.05,
-        continuity: 0.05,
-        seed: 0,
+        dream: DreamOptions {
+            model: None,
+            target: "class:brass".into(),
+            away: false,
+            strength: 1.0,
+            iterations: DreamParams::default().iterations,
+            step: DreamParams::default().step,
+            sparsity: DreamParams::default().sparsity,
+            continuity: DreamParams::default().continuity,
+            seed: 0,
+            mode: Mode::Spectral,
+            gpu: false,
+        },
         from: Start::Input,
-        gpu: false,
     })
 }

@@ -6,6 +6,7 @@ mod cuda_toolchain;
 mod dataset_cmd;
 mod demo;
 mod dream;
+mod dream_report_cmd;
 mod filters_cmd;
 mod generate_cmd;
 mod init_model;
@@ -14,6 +15,7 @@ mod nll_cmd;
 mod pitch_cmd;
 mod progress;
 mod spectrogram_cmd;
+mod suite;
 mod system_packages;
 mod train_cmd;
 mod train_run;
@@ -34,6 +36,8 @@ struct Cli {
 enum Command {
     /// Dream on a WAV file (Audio DeepDream) and write the result.
     Dream(dream::DreamArgs),
+    /// Measure what a dream does to audio: level, flatness, spectrum, pumping, score, speed.
+    DreamReport(dream_report_cmd::DreamReportArgs),
     /// Render a labelled training dataset (e.g. `dataset instruments --out DIR`).
     Dataset(dataset_cmd::DatasetArgs),
     /// Train a network: `train dreamer` (perception) or `train wavenet`.
@@ -75,6 +79,7 @@ enum TrainCommand {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dream(args) => dream::run(&args),
+        Command::DreamReport(args) => dream_report_cmd::run(&args),
         Command::Dataset(args) => dataset_cmd::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Train(TrainCommand::Dreamer(args)) => train_cmd::run(&args),

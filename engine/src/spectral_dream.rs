@@ -100,6 +100,48 @@ impl Default for SpectralSettings {
     }
 }
 
+/// The change may be at most this many times as loud as the input, block
+/// by block. It bites only where a frame's change reaches into a quiet
+/// stretch of the input, as before an onset: within the music the change
+/// is well under the input.
+pub const ENVELOPE_CAP: f32 = 2.0;
+/// Blocks of this many model samples (8 ms at 16 kHz) measure the levels;
+/// the input's is the loudest of a block and its neighbours, so one cycle
+/// of a bass note does not gate its own change.
+const ENVELOPE_BLOCK: usize = 128;
+
+/// Scales `change` down, block by block, wherever it is louder than
+/// [`ENVELOPE_CAP`] times `input` (gains interpolated between block
+/// centres, so no step is heard); `gains` is scratch space.
+fn hold_under_envelope(change: &mut [f32], input: &[f32], gains: &mut Vec<f32>) {
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt();
+    let blocks = change.len().div_ceil(ENVELOPE_BLOCK);
+    let level = |x: &[f32], b: usize| rms(&x[b * ENVELOPE_BLOCK..((b + 1) * ENVELOPE_BLOCK).min(x.len())]);
+    gains.clear();
+    for b in 0..blocks {
+        let near = (b.saturating_sub(1)..(b + 2).min(blocks)).map(|n| level(input, n));
+        let input_level = near.fold(0.0f32, f32::max);
+        let change_level = level(change, b);
+        gains.push(if change_level > ENVELOPE_CAP * input_level {
+            ENVELOPE_CAP * input_level / change_level
+        } else {
+            1.0
+        });
+    }
+    if gains.iter().all(|&g| g == 1.0) {
+        return;
+    }
+    let half = ENVELOPE_BLOCK as f32 / 2.0;
+    for (i, v) in change.iter_mut().enumerate() {
+        // Position in units of blocks, measured from the first centre.
+        let at = (i as f32 - half) / ENVELOPE_BLOCK as f32;
+        let b = (at.floor().max(0.0) as usize).min(blocks - 1);
+        let next = (b + 1).min(blocks - 1);
+        let t = (at - b as f32).clamp(0.0, 1.0);
+        *v *= gains[b] + (gains[next] - gains[b]) * t;
+    }
+}
+
 /// One analysis frame of the stream and the change made to it.
 struct Frame {
     /// Absolute position of its first sample in the model-rate stream.
@@ -128,6 +170,7 @@ pub struct SpectralDream {
     grad_frame: Vec<Complex32>,
     updates: Vec<Vec<Complex32>>,
     relative: Vec<f32>,
+    gains: Vec<f32>,
 }
 
 impl SpectralDream {
@@ -156,6 +199,7 @@ impl SpectralDream {
             grad_frame: vec![Complex32::default(); stft.bins()],
             updates: vec![vec![Complex32::default(); stft.bins()]; frames_per_window],
             relative: Vec::with_capacity(frames_per_window),
+            gains: Vec::with_capacity(window / ENVELOPE_BLOCK + 2),
             stft,
         }
     }
@@ -240,9 +284,9 @@ impl SpectralDream {
         let peak = if peak < SILENCE { 1.0 } else { peak };
         let mut result = Ok(None);
         if dream {
-            result = self.optimise(dreamer, &normalised, peak, origin, params, score);
+            result = self.optimise(dreamer, raw, &normalised, peak, origin, params, score);
         }
-        self.synthesise(origin);
+        self.synthesise(origin, raw);
         out.copy_from_slice(&self.samples[..self.hop]);
         self.index += 1;
         result
@@ -274,8 +318,11 @@ impl SpectralDream {
         }
     }
 
-    /// The change over the window, in audio units, into `self.samples`.
-    fn synthesise(&mut self, origin: u64) {
+    /// The change over the window, in audio units, into `self.samples`:
+    /// the frames overlap-added, then held under the input's own level
+    /// (see [`ENVELOPE_CAP`]), so a frame's change cannot sound before the
+    /// onset it belongs to, where the input is still quiet.
+    fn synthesise(&mut self, origin: u64, raw: &[f32]) {
         let frame = self.settings.frame;
         self.samples.fill(0.0);
         for f in &self.frames {
@@ -291,11 +338,14 @@ impl SpectralDream {
                 *s += v;
             }
         }
+        hold_under_envelope(&mut self.samples, raw, &mut self.gains);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn optimise(
         &mut self,
         dreamer: &Dreamer,
+        raw: &[f32],
         normalised: &[f32],
         peak: f32,
         origin: u64,
@@ -316,7 +366,7 @@ impl SpectralDream {
         let share = self.share(self.index);
         let changes = |start: u64| share(start) > 0.0;
         for _ in 0..params.iterations {
-            self.synthesise(origin);
+            self.synthesise(origin, raw);
             // The window as the network hears it, shifted by `shift`.
             let shift = if jitter > 0 {
                 rng.random_range(-jitter..=jitter)
@@ -406,7 +456,7 @@ impl SpectralDream {
             }
         }
         if let Some(before) = before {
-            self.synthesise(origin);
+            self.synthesise(origin, raw);
             for (v, (n, d)) in view.iter_mut().zip(normalised.iter().zip(&self.samples)) {
                 *v = n + d / peak;
             }
@@ -420,6 +470,39 @@ impl SpectralDream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before an onset (input silent) the change is held down to nothing;
+    /// where the input sounds, a change under the cap is left exactly as
+    /// it is; the held part fades, without a step.
+    #[test]
+    fn the_change_is_held_under_the_inputs_level() {
+        let n = 4_096;
+        let onset = 2_048;
+        let input: Vec<f32> = (0..n)
+            .map(|i| if i >= onset { (i as f32 * 0.05).sin() } else { 0.0 })
+            .collect();
+        let original: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.11).sin()).collect();
+        let mut change = original.clone();
+        let mut gains = Vec::new();
+        hold_under_envelope(&mut change, &input, &mut gains);
+        let block = ENVELOPE_BLOCK;
+        assert!(
+            change[..onset - 2 * block].iter().all(|&v| v == 0.0),
+            "pre-echo kept"
+        );
+        assert_eq!(&change[onset + 2 * block..], &original[onset + 2 * block..]);
+        let steps = change
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(steps < 0.05, "a jump of {steps}");
+        // Under the cap everywhere: nothing changes at all.
+        let mut quiet: Vec<f32> = original.iter().map(|v| v * 0.1).collect();
+        let loud: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin()).collect();
+        let before = quiet.clone();
+        hold_under_envelope(&mut quiet, &loud, &mut gains);
+        assert_eq!(quiet, before);
+    }
 
     #[test]
     fn every_frame_is_reached_by_one_or_two_windows() {

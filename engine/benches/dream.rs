@@ -1,12 +1,12 @@
 //! Dreaming speed at default settings on the CPU: one window's forward pass,
 //! one gradient step (forward + backward + update), and the whole streaming
-//! pipeline's real-time factor (audio seconds per wall second = throughput
-//! in samples/s divided by the host rate, 48 kHz here).
+//! pipeline's real-time factor in each dream mode (audio seconds per wall
+//! second = throughput in samples/s divided by the host rate, 48 kHz here).
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::SeedableRng;
-use reverie_engine::dreamer::{DreamParams, Dreamer};
+use reverie_engine::dreamer::{DreamMode, DreamParams, Dreamer};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig};
@@ -60,26 +60,32 @@ fn stream_rtf(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream");
     g.sample_size(10);
     g.throughput(Throughput::Elements(input.len() as u64));
-    g.bench_function("dream_48k_default", |b| {
-        b.iter_batched(
-            || {
-                let windows = DreamWindows::new(Dreamer::new(model(), Device::Cpu), DreamParams::default());
-                let config = StreamConfig {
-                    host_rate: rate,
-                    model_rate: 16_000,
-                    window: 16_000,
-                };
-                (DeltaStream::new(config, windows).unwrap(), vec![0.0f32; 512])
-            },
-            |(mut stream, mut out)| {
-                for block in input.chunks(512) {
-                    stream.process(block, &mut out[..block.len()]).unwrap();
-                }
-                stream.windows_done()
-            },
-            criterion::BatchSize::PerIteration,
-        )
-    });
+    for mode in DreamMode::ALL {
+        g.bench_function(format!("dream_48k_{}", mode.name()), |b| {
+            b.iter_batched(
+                || {
+                    let params = DreamParams {
+                        mode,
+                        ..DreamParams::default()
+                    };
+                    let windows = DreamWindows::new(Dreamer::new(model(), Device::Cpu), params);
+                    let config = StreamConfig {
+                        host_rate: rate,
+                        model_rate: 16_000,
+                        window: 16_000,
+                    };
+                    (DeltaStream::new(config, windows).unwrap(), vec![0.0f32; 512])
+                },
+                |(mut stream, mut out)| {
+                    for block in input.chunks(512) {
+                        stream.process(block, &mut out[..block.len()]).unwrap();
+                    }
+                    stream.windows_done()
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod device;
 pub mod dream_measures;
 pub mod dreamer;
+pub mod effort;
 pub mod filters;
 pub mod layers;
 pub mod likelihood;

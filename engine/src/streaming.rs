@@ -7,8 +7,10 @@
 //! whatever the block sizes, so `dry delayed by latency() + delta` lines up.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use crate::dreamer::{DreamError, DreamMode, DreamParams, Dreamer, Score};
+use crate::effort::Effort;
 use crate::resample::{gcd, ChunkResampler, ResampleError};
 use crate::spectral_dream::{SpectralDream, SpectralSettings};
 
@@ -39,6 +41,13 @@ pub trait WindowProcessor {
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError>;
     /// Forgets the stream's history.
     fn reset(&mut self) {}
+    /// Gradient steps its settings ask for per window (0: it takes no
+    /// steps a deadline could cut).
+    fn asked_steps(&self) -> usize {
+        0
+    }
+    /// Gives the next window `steps` steps instead (at most the asked).
+    fn limit_next(&mut self, _steps: usize) {}
 }
 
 /// The dreaming window processor: a [`Dreamer`] with its settings, in
@@ -56,6 +65,8 @@ pub struct DreamWindows {
     /// nothing extra.
     pub scores: Option<Vec<Score>>,
     spectral: SpectralDream,
+    /// Steps for the next window only, when a deadline cut them.
+    limit: Option<usize>,
     /// Raw mode: each window's change, under a periodic Hann window (the
     /// windows sum to one at a 50% hop), overlap-added.
     ola: Vec<f32>,
@@ -68,6 +79,7 @@ impl DreamWindows {
         let window = dreamer.window();
         Self {
             spectral: SpectralDream::new(window, SpectralSettings::default()),
+            limit: None,
             ola: vec![0.0; window],
             hann: (0..window)
                 .map(|i| {
@@ -90,11 +102,16 @@ impl DreamWindows {
 
     /// Raw mode: the window's whole change, cross-faded into the previous
     /// window's second half.
-    fn raw(&mut self, window: &[f32], out: &mut [f32]) -> Result<Option<Score>, DreamError> {
+    fn raw(
+        &mut self,
+        window: &[f32],
+        params: &DreamParams,
+        out: &mut [f32],
+    ) -> Result<Option<Score>, DreamError> {
         let scoring = self.scores.is_some();
         let result = self
             .dreamer
-            .dream_delta_scored(window, &self.params, self.gate, scoring);
+            .dream_delta_scored(window, params, self.gate, scoring);
         let hop = out.len();
         if let Ok((delta, _)) = &result {
             for ((acc, d), w) in self.ola.iter_mut().zip(delta).zip(&self.hann) {
@@ -111,12 +128,19 @@ impl DreamWindows {
 
 impl WindowProcessor for DreamWindows {
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError> {
-        let score = match self.params.mode {
-            DreamMode::Raw => self.raw(window, out)?,
+        let params = DreamParams {
+            iterations: self
+                .limit
+                .take()
+                .map_or(self.params.iterations, |l| l.min(self.params.iterations)),
+            ..self.params
+        };
+        let score = match params.mode {
+            DreamMode::Raw => self.raw(window, &params, out)?,
             DreamMode::Spectral => self.spectral.process(
                 &self.dreamer,
                 window,
-                &self.params,
+                &params,
                 self.gate,
                 self.scores.is_some(),
                 out,
@@ -131,6 +155,15 @@ impl WindowProcessor for DreamWindows {
     fn reset(&mut self) {
         self.ola.fill(0.0);
         self.spectral.reset();
+        self.limit = None;
+    }
+
+    fn asked_steps(&self) -> usize {
+        self.params.iterations
+    }
+
+    fn limit_next(&mut self, steps: usize) {
+        self.limit = Some(steps);
     }
 }
 
@@ -152,6 +185,7 @@ pub struct DeltaStream<P> {
     up: ChunkResampler,
     window: usize,
     hop: usize,
+    model_rate: u32,
     /// Zeros put in front of the model-rate stream so the whole path delays
     /// by a whole number of host samples.
     align: usize,
@@ -169,6 +203,10 @@ pub struct DeltaStream<P> {
     scratch_down: Vec<f32>,
     scratch_up: Vec<f32>,
     windows_done: u64,
+    /// Seconds until the output of the next `process` call is due, when
+    /// the stream must keep up with real time; `None` renders in full.
+    deadline: Option<f64>,
+    effort: Effort,
 }
 
 impl<P: WindowProcessor> DeltaStream<P> {
@@ -207,6 +245,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
             up,
             window,
             hop,
+            model_rate,
             align,
             latency,
             intrinsic: intrinsic as usize,
@@ -214,6 +253,8 @@ impl<P: WindowProcessor> DeltaStream<P> {
             scratch_window: vec![0.0; window],
             scratch_hop: vec![0.0; hop],
             windows_done: 0,
+            deadline: None,
+            effort: Effort::new(),
         };
         s.reset();
         Ok(s)
@@ -227,6 +268,19 @@ impl<P: WindowProcessor> DeltaStream<P> {
     /// Windows processed so far.
     pub fn windows_done(&self) -> u64 {
         self.windows_done
+    }
+
+    /// Keep up with real time during the next [`process`](Self::process)
+    /// call: its output is due in `seconds`, so windows get no more steps
+    /// than fit (see [`Effort`]). `None` (the default) gives every window
+    /// all the steps its settings ask for, as an offline render must.
+    pub fn set_deadline(&mut self, seconds: Option<f64>) {
+        self.deadline = seconds;
+    }
+
+    /// The step budget's estimates and what it last gave.
+    pub fn effort(&self) -> &Effort {
+        &self.effort
     }
 
     /// The window processor.
@@ -257,6 +311,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
     /// time into `delta` (same length), `latency()` samples late.
     pub fn process(&mut self, input: &[f32], delta: &mut [f32]) -> Result<(), StreamError> {
         assert_eq!(input.len(), delta.len(), "input and delta blocks must match");
+        let started = self.deadline.map(|d| (d, Instant::now()));
         let mut first_error = None;
         let mut rest = input;
         while !rest.is_empty() {
@@ -276,7 +331,7 @@ impl<P: WindowProcessor> DeltaStream<P> {
                 self.host_in.clear();
                 self.model_in.extend(self.scratch_down.iter().copied());
                 // Keep going after a failed window so the stream stays aligned.
-                if let Err(e) = self.run_windows() {
+                if let Err(e) = self.run_windows(started) {
                     first_error.get_or_insert(e);
                 }
             }
@@ -295,12 +350,24 @@ impl<P: WindowProcessor> DeltaStream<P> {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn run_windows(&mut self) -> Result<(), StreamError> {
+    fn run_windows(&mut self, deadline: Option<(f64, Instant)>) -> Result<(), StreamError> {
         let mut first_error = None;
+        let hop_seconds = self.hop as f64 / f64::from(self.model_rate);
         while self.model_in.len() >= self.window {
             for (dst, src) in self.scratch_window.iter_mut().zip(self.model_in.iter()) {
                 *dst = *src;
             }
+            let asked = self.processor.asked_steps();
+            let window_started = Instant::now();
+            let steps = match deadline {
+                Some((seconds, since)) if asked > 0 => {
+                    let left = seconds - since.elapsed().as_secs_f64();
+                    let steps = self.effort.plan(asked, left, hop_seconds);
+                    self.processor.limit_next(steps);
+                    Some(steps)
+                }
+                _ => None,
+            };
             // A window that fails still hands back what change it has, and
             // the stream moves on: retrying the same window forever would
             // stall it.
@@ -309,6 +376,9 @@ impl<P: WindowProcessor> DeltaStream<P> {
                 .process(&self.scratch_window, &mut self.scratch_hop)
             {
                 first_error.get_or_insert(e);
+            }
+            if let Some(steps) = steps {
+                self.effort.record(steps, window_started.elapsed().as_secs_f64());
             }
             self.windows_done += 1;
             self.model_out.extend_from_slice(&self.scratch_hop);

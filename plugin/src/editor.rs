@@ -314,7 +314,8 @@ impl ReverieEditor {
                 .num_columns(2)
                 .spacing([8.0, 3.0])
                 .show(ui, |ui| {
-                    for (label, text) in view::status_lines(&StatusSnapshot::read(&self.status)) {
+                    let asked = self.params.iterations.value().max(0) as u32;
+                    for (label, text) in view::status_lines(&StatusSnapshot::read(&self.status, asked)) {
                         ui.label(RichText::new(label).strong());
                         ui.add(egui::Label::new(text).wrap());
                         ui.end_row();

@@ -65,7 +65,7 @@ impl Link {
     /// its ring is full, the stream restarts (a reset marker), because a
     /// dropped input sample would misalign every later output.
     #[inline]
-    fn send(&mut self, x: f32, underruns: &AtomicU64) {
+    pub(crate) fn send(&mut self, x: f32, underruns: &AtomicU64) {
         if self.marker_pending && !self.send_marker() {
             return;
         }
@@ -93,7 +93,7 @@ impl Link {
     /// than real time), waits for the worker while it lives, so renders are
     /// complete and repeatable.
     #[inline]
-    fn receive(&mut self, complete: bool, alive: &AtomicBool, underruns: &AtomicU64) -> f32 {
+    pub(crate) fn receive(&mut self, complete: bool, alive: &AtomicBool, underruns: &AtomicU64) -> f32 {
         let mut next = self.try_receive();
         if next.is_none() && complete && self.preroll == 0 && !self.marker_pending {
             let began = Instant::now();
@@ -379,7 +379,7 @@ mod tests {
         struct Gated(Option<mpsc::Receiver<()>>);
 
         impl Job for Gated {
-            fn prepare(&mut self) {}
+            fn prepare(&mut self, _: crate::worker::Slack) {}
             fn process(&mut self, input: &[f32], output: &mut [f32]) {
                 if let Some(gate) = self.0.take() {
                     // Closed until the test drops its end.
@@ -421,14 +421,14 @@ mod tests {
         assert!(lost >= 2, "only {lost} underruns counted");
         drop(open);
         // Live again, in blocks of 16 that start once the worker has read
-        // everything sent (a stand-in for an audio clock slow enough for
-        // the worker): with 64 samples of headroom every output due was
-        // written two blocks ago. The output returns to input + 1, 64
-        // samples late.
+        // everything sent, or cannot go on before its output is taken (a
+        // stand-in for an audio clock slow enough for the worker): with 64
+        // samples of headroom every output due was written two blocks ago.
+        // The output returns to input + 1, 64 samples late.
         let (mut sent, mut back) = (Vec::new(), Vec::new());
         'blocks: for block in 0..20_000 {
             let mut turns = 0u64;
-            while link.input.slots() < 4_096 {
+            while link.input.slots() < 4_096 && link.output.slots() < 4_096 {
                 turns += 1;
                 assert!(turns < 100_000_000, "the worker stopped reading");
                 std::thread::yield_now();

@@ -17,7 +17,7 @@ use reverie_engine::sampler::Sampler;
 
 use crate::params::{ReverieParams, WavenetMode};
 use crate::status::Status;
-use crate::worker::Job;
+use crate::worker::{Job, Slack};
 
 /// What the sampler is doing, for the editor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl SamplerJob {
 }
 
 impl Job for SamplerJob {
-    fn prepare(&mut self) {
+    fn prepare(&mut self, _: Slack) {
         let wanted = self.params.wavenet_model.read().ok().and_then(|p| p.clone());
         if wanted != self.model_path {
             self.switch_model(wanted);

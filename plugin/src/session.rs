@@ -90,6 +90,7 @@ impl Session {
             menu,
             scores: scores.clone(),
             scores_out: scores.lock().ok().and_then(|mut slot| slot.take()),
+            host_rate: host.rate as f32,
         };
         let dream = Worker::spawn(
             "reverie-dream",

@@ -20,6 +20,14 @@ pub struct Status {
     pub wavenet: Arc<WorkerFlags>,
     /// Windows dreamed since activation.
     pub windows: AtomicU64,
+    /// Gradient steps the last window got (the Iterations parameter asks;
+    /// live playback may get fewer to keep up).
+    pub dream_steps: AtomicU32,
+    /// Windows given fewer steps than asked since activation (skipped ones
+    /// included).
+    pub cut_windows: AtomicU64,
+    /// Windows not dreamed at all since activation, to keep up.
+    pub skipped_windows: AtomicU64,
     /// The WaveNet's state (see `SamplerState`).
     pub wavenet_state: AtomicU8,
     /// The latency reported to the host, in samples.

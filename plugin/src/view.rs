@@ -34,6 +34,11 @@ pub struct StatusSnapshot {
     pub host_rate: u32,
     /// Windows dreamed since activation.
     pub windows: u64,
+    /// Gradient steps the last window got, and the steps asked for.
+    pub steps: (u32, u32),
+    /// Windows given fewer steps than asked, and windows not dreamed, to
+    /// keep up with live playback.
+    pub cut: (u64, u64),
     /// Whether the host is rendering (the audio thread waits for the workers).
     pub rendering: bool,
     /// The last message about models.
@@ -43,7 +48,7 @@ pub struct StatusSnapshot {
 impl StatusSnapshot {
     /// Reads the shared status (atomics; the two strings are written only
     /// by non-real-time threads).
-    pub fn read(status: &Status) -> Self {
+    pub fn read(status: &Status, asked_steps: u32) -> Self {
         let text = |s: &std::sync::RwLock<String>| s.read().map(|s| s.clone()).unwrap_or_default();
         Self {
             device: text(&status.device),
@@ -56,6 +61,11 @@ impl StatusSnapshot {
             latency_samples: status.latency_samples.load(Ordering::Relaxed),
             host_rate: status.host_rate.load(Ordering::Relaxed),
             windows: status.windows.load(Ordering::Relaxed),
+            steps: (status.dream_steps.load(Ordering::Relaxed), asked_steps),
+            cut: (
+                status.cut_windows.load(Ordering::Relaxed),
+                status.skipped_windows.load(Ordering::Relaxed),
+            ),
             rendering: status.rendering.load(Ordering::Relaxed),
             message: text(&status.model_message),
         }
@@ -90,6 +100,7 @@ pub fn status_lines(s: &StatusSnapshot) -> Vec<(&'static str, String)> {
             "Dreaming",
             format!("{}, {} windows", pace(s.dream_alive, s.dream_rtf), s.windows),
         ),
+        ("Steps", steps_text(s)),
         ("Latency", latency_text(s.latency_samples, s.host_rate)),
         (
             "Host",
@@ -103,6 +114,22 @@ pub fn status_lines(s: &StatusSnapshot) -> Vec<(&'static str, String)> {
         ("WaveNet", wavenet),
         ("Models", s.message.clone()),
     ]
+}
+
+/// "4 of 4 per window", and when live playback made the dream cut steps
+/// to keep up, how often.
+fn steps_text(s: &StatusSnapshot) -> String {
+    let (used, asked) = s.steps;
+    let (cut, skipped) = s.cut;
+    let mut text = format!("{used} of {asked} per window");
+    if cut > 0 {
+        text += &format!(" (fewer in {cut} windows to keep up");
+        if skipped > 0 {
+            text += &format!(", {skipped} not dreamed");
+        }
+        text += ")";
+    }
+    text
 }
 
 /// "1520 ms (67032 samples at 44100 Hz)".
@@ -231,6 +258,8 @@ mod tests {
             latency_samples: 67_032,
             host_rate: 44_100,
             windows: 12,
+            steps: (4, 4),
+            cut: (0, 0),
             rendering: false,
             message: "using the built-in perception model".into(),
         }
@@ -246,8 +275,15 @@ mod tests {
         assert_eq!(get("Underruns"), "7");
         assert_eq!(get("WaveNet"), "listening (3.0x real time)");
         assert_eq!(get("Host"), "playing live");
+        assert_eq!(get("Steps"), "4 of 4 per window");
 
         let mut s = running();
+        s.steps = (2, 8);
+        s.cut = (5, 1);
+        assert!(status_lines(&s).contains(&(
+            "Steps",
+            "2 of 8 per window (fewer in 5 windows to keep up, 1 not dreamed)".into()
+        )));
         s.rendering = true;
         s.dream_alive = false;
         s.wavenet = SamplerState::Generating;

@@ -17,10 +17,19 @@ use std::time::{Duration, Instant};
 use atomic_float::AtomicF32;
 use rtrb::{Consumer, Producer};
 
+/// How far ahead of the audio thread a worker is, as it starts a chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slack {
+    /// Output samples handed back that the audio thread has not taken
+    /// yet: it runs dry after this many samples unless more come.
+    pub queued_output: usize,
+}
+
 /// What a worker does to the stream.
 pub trait Job: Send + 'static {
-    /// Called before each chunk: pick up parameter and model changes.
-    fn prepare(&mut self);
+    /// Called before each chunk: pick up parameter and model changes;
+    /// `slack` says how soon the next output is due.
+    fn prepare(&mut self, slack: Slack);
     /// Turns `input` into exactly as many `output` samples.
     fn process(&mut self, input: &[f32], output: &mut [f32]);
     /// Forgets the stream's history.
@@ -95,8 +104,11 @@ fn run(
     let mut pace = Pace::default();
     // Waiting input known to hold no reset marker (see skip_stale_input).
     let mut clean = 0;
+    let capacity = output.buffer().capacity();
     while !stop.load(Ordering::Acquire) {
-        job.prepare();
+        job.prepare(Slack {
+            queued_output: capacity - output.slots(),
+        });
         skip_stale_input(job, input, output, &mut clean);
         let n = input.slots().min(output.slots()).min(CHUNK);
         if n == 0 {
@@ -224,7 +236,7 @@ mod tests {
     }
 
     impl Job for Counting {
-        fn prepare(&mut self) {}
+        fn prepare(&mut self, _: Slack) {}
         fn process(&mut self, input: &[f32], output: &mut [f32]) {
             self.processed += input.len();
             for (o, i) in output.iter_mut().zip(input) {

@@ -57,11 +57,13 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
     let median = |name: &str| rows.iter().find(|r| r.name == name);
     println!();
     let rtf = |r: &Row, rate: f64| r.elements.unwrap_or(0.0) / rate / (r.median_ns * 1e-9);
-    if let Some(r) = median("stream/dream_48k_default") {
-        println!(
-            "dream real-time factor at 48 kHz, default settings (engine): {:.1}x",
-            rtf(r, 48_000.0)
-        );
+    for mode in ["spectral", "raw"] {
+        if let Some(r) = median(&format!("stream/dream_48k_{mode}")) {
+            println!(
+                "dream real-time factor at 48 kHz, default settings, {mode} mode (engine): {:.1}x",
+                rtf(r, 48_000.0)
+            );
+        }
     }
     if let Some(r) = median("session/offline_4s_48k") {
         println!(

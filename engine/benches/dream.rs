@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use reverie_engine::dreamer::{DreamMode, DreamParams, Dreamer};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
-use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig};
+use reverie_engine::streaming::{DreamWindows, ModelStream, StreamConfig};
 
 /// The default architecture; speed does not depend on the weights' values.
 fn model() -> PerceptionModel {
@@ -73,8 +73,9 @@ fn stream_rtf(c: &mut Criterion) {
                         host_rate: rate,
                         model_rate: 16_000,
                         window: 16_000,
+                        hop: 8_000,
                     };
-                    (DeltaStream::new(config, windows).unwrap(), vec![0.0f32; 512])
+                    (ModelStream::new(config, windows).unwrap(), vec![0.0f32; 512])
                 },
                 |(mut stream, mut out)| {
                     for block in input.chunks(512) {

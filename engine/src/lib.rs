@@ -12,6 +12,8 @@ pub mod dream_measures;
 pub mod dreamer;
 pub mod effort;
 pub mod filters;
+pub mod generator;
+pub mod kernels;
 pub mod layers;
 pub mod likelihood;
 pub mod model_file;

@@ -1,7 +1,10 @@
-//! Turns a continuous stream at the host rate into a continuous stream of
-//! dream deltas with a fixed, known latency: resample to the model rate,
-//! hand overlapping windows (50% hop) to a [`WindowProcessor`], which
-//! returns the finished change for each window's first half, resample back.
+//! The stream shell every model runs inside: a continuous stream at the
+//! host rate becomes a continuous stream of model output with a fixed,
+//! known latency. Resample to the model rate, hand windows (`window`
+//! samples, `hop` apart) to a [`WindowProcessor`], which returns `hop`
+//! finished output samples for each, resample back. The dreamer runs in it
+//! with one-second windows half a window apart ([`DreamWindows`]); the
+//! WaveNet with windows of one sample (`crate::generator`).
 //!
 //! The output for input sample `n` appears at output sample `n + latency()`,
 //! whatever the block sizes, so `dry delayed by latency() + delta` lines up.
@@ -32,12 +35,12 @@ pub enum StreamError {
 /// resampler and the model.
 pub const MAX_INPUT: f32 = 16.0;
 
-/// Computes the change to make to a stream, one window at a time at the
-/// model rate: windows of the stream's window length, half a window apart.
+/// Turns a stream into output, one window at a time at the model rate:
+/// windows of the stream's window length, `hop` apart.
 pub trait WindowProcessor {
-    /// Takes the next window and writes the finished change for its first
-    /// half into `out` (half a window long). On an error `out` still holds
-    /// a usable (possibly empty) change, so the stream keeps time.
+    /// Takes the next window and writes the finished output for its first
+    /// `hop` samples into `out` (`hop` long). On an error `out` still holds
+    /// a usable (possibly silent) output, so the stream keeps time.
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError>;
     /// Forgets the stream's history.
     fn reset(&mut self) {}
@@ -167,19 +170,33 @@ impl WindowProcessor for DreamWindows {
     }
 }
 
-/// Rates and window of a stream.
+/// Rates, window and hop of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamConfig {
     /// The host's sample rate in Hz.
     pub host_rate: u32,
     /// The model's sample rate in Hz.
     pub model_rate: u32,
-    /// Window length in model samples (even).
+    /// Window length in model samples.
     pub window: usize,
+    /// Model samples from one window to the next (at most `window`).
+    pub hop: usize,
 }
 
-/// The streaming delta pipeline around a [`WindowProcessor`].
-pub struct DeltaStream<P> {
+impl StreamConfig {
+    /// Windows half a window apart, as dreaming uses them.
+    pub fn halves(host_rate: u32, model_rate: u32, window: usize) -> Self {
+        Self {
+            host_rate,
+            model_rate,
+            window,
+            hop: window / 2,
+        }
+    }
+}
+
+/// The stream shell around a [`WindowProcessor`].
+pub struct ModelStream<P> {
     processor: P,
     down: ChunkResampler,
     up: ChunkResampler,
@@ -209,20 +226,20 @@ pub struct DeltaStream<P> {
     effort: Effort,
 }
 
-impl<P: WindowProcessor> DeltaStream<P> {
+impl<P: WindowProcessor> ModelStream<P> {
     /// Builds the pipeline; everything it needs is allocated here.
     pub fn new(config: StreamConfig, processor: P) -> Result<Self, StreamError> {
         let StreamConfig {
             host_rate,
             model_rate,
             window,
+            hop,
         } = config;
-        if window < 2 || !window.is_multiple_of(2) {
+        if hop == 0 || hop > window {
             return Err(StreamError::Config(format!(
-                "window {window} must be even and at least 2"
+                "a hop of {hop} does not fit windows of {window}"
             )));
         }
-        let hop = window / 2;
         // ~20 ms chunks keep the added latency small without many tiny FFTs.
         let down = ChunkResampler::new(host_rate, model_rate, (host_rate as usize / 50).max(64))?;
         let up = ChunkResampler::new(model_rate, host_rate, (model_rate as usize / 50).max(64))?;
@@ -358,13 +375,13 @@ impl<P: WindowProcessor> DeltaStream<P> {
                 *dst = *src;
             }
             let asked = self.processor.asked_steps();
-            let window_started = Instant::now();
-            let steps = match deadline {
+            // Only a stream that keeps up with the clock reads it.
+            let planned = match deadline {
                 Some((seconds, since)) if asked > 0 => {
                     let left = seconds - since.elapsed().as_secs_f64();
                     let steps = self.effort.plan(asked, left, hop_seconds);
                     self.processor.limit_next(steps);
-                    Some(steps)
+                    Some((steps, Instant::now()))
                 }
                 _ => None,
             };
@@ -377,8 +394,8 @@ impl<P: WindowProcessor> DeltaStream<P> {
             {
                 first_error.get_or_insert(e);
             }
-            if let Some(steps) = steps {
-                self.effort.record(steps, window_started.elapsed().as_secs_f64());
+            if let Some((steps, started)) = planned {
+                self.effort.record(steps, started.elapsed().as_secs_f64());
             }
             self.windows_done += 1;
             self.model_out.extend_from_slice(&self.scratch_hop);

@@ -2,7 +2,7 @@ mod common;
 
 use candle_core::Device;
 use reverie_engine::dreamer::{DreamError, DreamMode, DreamParams, Dreamer};
-use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig, WindowProcessor};
+use reverie_engine::streaming::{DreamWindows, ModelStream, StreamConfig, WindowProcessor};
 
 const HOST_RATES: [u32; 3] = [44_100, 48_000, 96_000];
 const BLOCKS: [usize; 6] = [1, 7, 64, 333, 1024, 4096];
@@ -12,6 +12,7 @@ fn config(host_rate: u32) -> StreamConfig {
         host_rate,
         model_rate: common::RATE,
         window: common::tiny_config().window,
+        hop: common::tiny_config().window / 2,
     }
 }
 
@@ -26,7 +27,7 @@ fn dream_windows(iterations: usize) -> DreamWindows {
 }
 
 /// Runs `input` through the stream in blocks of `block` samples.
-fn run<P: WindowProcessor>(stream: &mut DeltaStream<P>, input: &[f32], block: usize) -> Vec<f32> {
+fn run<P: WindowProcessor>(stream: &mut ModelStream<P>, input: &[f32], block: usize) -> Vec<f32> {
     let mut out = vec![0.0; input.len()];
     for (i, o) in input.chunks(block).zip(out.chunks_mut(block)) {
         stream.process(i, o).unwrap();
@@ -55,7 +56,7 @@ fn zero_iterations_give_an_exactly_zero_delta() {
             for block in BLOCKS {
                 let mut windows = dream_windows(0);
                 windows.params.mode = mode;
-                let mut stream = DeltaStream::new(config(rate), windows).unwrap();
+                let mut stream = ModelStream::new(config(rate), windows).unwrap();
                 let latency = stream.latency();
                 let input = common::noise(rate as usize / 2 + latency, u64::from(rate), 0.3);
                 let delta = run(&mut stream, &input, block);
@@ -89,7 +90,7 @@ fn alignment_error(input: &[f32], out: &[f32], lag: usize, from: usize) -> f32 {
 #[test]
 fn delta_path_comes_out_exactly_at_the_reported_latency() {
     for rate in HOST_RATES {
-        let mut stream = DeltaStream::new(config(rate), Identity).unwrap();
+        let mut stream = ModelStream::new(config(rate), Identity).unwrap();
         let latency = stream.latency();
         let input = tones(rate as usize + latency, rate);
         let out = run(&mut stream, &input, 512);
@@ -112,13 +113,13 @@ fn block_size_does_not_change_a_single_sample() {
     for rate in HOST_RATES {
         let input = tones(rate as usize, rate);
         let reference = run(
-            &mut DeltaStream::new(config(rate), Identity).unwrap(),
+            &mut ModelStream::new(config(rate), Identity).unwrap(),
             &input,
             4096,
         );
         for block in [1, 63, 1000] {
             let out = run(
-                &mut DeltaStream::new(config(rate), Identity).unwrap(),
+                &mut ModelStream::new(config(rate), Identity).unwrap(),
                 &input,
                 block,
             );
@@ -130,10 +131,10 @@ fn block_size_does_not_change_a_single_sample() {
 #[test]
 fn dreaming_stream_is_silent_on_silence_and_moves_real_audio() {
     let rate = 48_000;
-    let mut stream = DeltaStream::new(config(rate), dream_windows(3)).unwrap();
+    let mut stream = ModelStream::new(config(rate), dream_windows(3)).unwrap();
     let silent = vec![0.0f32; rate as usize];
     assert!(run(&mut stream, &silent, 256).iter().all(|d| *d == 0.0));
-    let mut stream = DeltaStream::new(config(rate), dream_windows(3)).unwrap();
+    let mut stream = ModelStream::new(config(rate), dream_windows(3)).unwrap();
     let input = tones(rate as usize, rate);
     let delta = run(&mut stream, &input, 256);
     assert!(delta.iter().all(|d| d.is_finite()));
@@ -149,7 +150,7 @@ fn dreaming_stream_is_silent_on_silence_and_moves_real_audio() {
 fn reset_replays_identically() {
     let rate = 44_100;
     let input = tones(rate as usize / 2, rate);
-    let mut stream = DeltaStream::new(config(rate), Identity).unwrap();
+    let mut stream = ModelStream::new(config(rate), Identity).unwrap();
     let first = run(&mut stream, &input, 100);
     stream.reset();
     let second = run(&mut stream, &input, 100);
@@ -190,7 +191,7 @@ impl WindowProcessor for Flaky {
 fn failing_windows_are_reported_but_the_stream_keeps_time() {
     let rate = 48_000;
     let input = tones(rate as usize * 2, rate);
-    let mut stream = DeltaStream::new(config(rate), Flaky(0)).unwrap();
+    let mut stream = ModelStream::new(config(rate), Flaky(0)).unwrap();
     let mut out = vec![0.0; input.len()];
     let mut errors = 0;
     for (i, o) in input.chunks(4096).zip(out.chunks_mut(4096)) {
@@ -210,7 +211,7 @@ fn non_finite_and_huge_input_never_reach_the_model() {
     for (i, v) in input.iter_mut().enumerate().step_by(97) {
         *v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38][i % 4];
     }
-    let mut stream = DeltaStream::new(config(rate), dream_windows(2)).unwrap();
+    let mut stream = ModelStream::new(config(rate), dream_windows(2)).unwrap();
     let out = run(&mut stream, &input, 512);
     assert!(out.iter().all(|v| v.is_finite()));
     assert!(out.iter().any(|v| *v != 0.0));
@@ -226,6 +227,7 @@ fn scores_follow_the_dreamed_windows_without_changing_them() {
         host_rate: 16_000,
         model_rate: 16_000,
         window: 2_000,
+        hop: 1_000,
     };
     let mut input = common::window(8_000, 5);
     input.extend(std::iter::repeat_n(0.0, 4_000));
@@ -235,10 +237,10 @@ fn scores_follow_the_dreamed_windows_without_changing_them() {
             w.params.mode = mode;
             w
         };
-        let plain = run(&mut DeltaStream::new(config, windows()).unwrap(), &input, 512);
+        let plain = run(&mut ModelStream::new(config, windows()).unwrap(), &input, 512);
         let mut scored = windows();
         scored.scores = Some(Vec::new());
-        let mut stream = DeltaStream::new(config, scored).unwrap();
+        let mut stream = ModelStream::new(config, scored).unwrap();
         let with_scores = run(&mut stream, &input, 512);
         assert_eq!(plain, with_scores, "{mode:?}: scoring must not change the delta");
         let scores = stream.processor().scores.clone().unwrap();
@@ -269,12 +271,12 @@ fn the_spectral_dream_repeats_exactly_whatever_the_blocks() {
         assert_eq!(w.params.mode, DreamMode::Spectral, "the default mode");
         w
     };
-    let mut stream = DeltaStream::new(config(rate), spectral()).unwrap();
+    let mut stream = ModelStream::new(config(rate), spectral()).unwrap();
     let reference = run(&mut stream, &input, 512);
     assert!(reference.iter().any(|d| *d != 0.0), "it dreams");
     for block in [1, 333, 4096] {
         let out = run(
-            &mut DeltaStream::new(config(rate), spectral()).unwrap(),
+            &mut ModelStream::new(config(rate), spectral()).unwrap(),
             &input,
             block,
         );

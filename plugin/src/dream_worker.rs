@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use reverie_engine::dreamer::{Direction, DreamMode, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::perception::PerceptionModel;
-use reverie_engine::streaming::{DeltaStream, DreamWindows};
+use reverie_engine::streaming::{DreamWindows, ModelStream};
 use rtrb::Producer;
 
 use crate::params::{ReverieParams, TargetNames};
@@ -18,7 +18,7 @@ use crate::worker::{Job, Slack};
 /// Everything the dreaming thread owns.
 pub struct DreamJob {
     /// The streaming dreamer, built in `activate()`.
-    pub stream: DeltaStream<DreamWindows>,
+    pub stream: ModelStream<DreamWindows>,
     /// Host parameters.
     pub params: Arc<ReverieParams>,
     /// Names of the current model's targets.
@@ -169,7 +169,7 @@ mod tests {
     use reverie_engine::streaming::{StreamConfig, WindowProcessor};
 
     use super::*;
-    use crate::mixer::Link;
+    use crate::ring::Link;
     use crate::worker::{Worker, WorkerFlags};
 
     /// A stand-in for the dreamer that costs `per_step` of CPU per step
@@ -202,7 +202,7 @@ mod tests {
 
     /// The dream job's deadline handling around the stand-in.
     struct Paced {
-        stream: DeltaStream<Slowed>,
+        stream: ModelStream<Slowed>,
         status: Arc<Status>,
         adapt: bool,
     }
@@ -234,6 +234,7 @@ mod tests {
             host_rate: RATE,
             model_rate: RATE,
             window: 1_600,
+            hop: 800,
         };
         // 16 steps of 10 ms: 160 ms of work per 50 ms hop.
         let slowed = Slowed {
@@ -241,7 +242,7 @@ mod tests {
             asked: 16,
             limit: None,
         };
-        let stream = DeltaStream::new(config, slowed).expect("a stream");
+        let stream = ModelStream::new(config, slowed).expect("a stream");
         let latency = stream.latency() + 800;
         let capacity = latency + RATE as usize;
         let (tx, worker_in) = rtrb::RingBuffer::new(capacity);

@@ -11,6 +11,7 @@ pub mod model_info;
 mod models;
 pub mod params;
 pub mod render_pace;
+pub mod ring;
 pub mod sampler_worker;
 pub mod session;
 pub mod status;
@@ -31,6 +32,11 @@ pub use crate::params::{ReverieParams, TargetNames, WavenetMode};
 use crate::session::{HostSetup, Session};
 pub use crate::status::Status;
 use crate::telemetry::{Feeds, Taps};
+
+/// An environment variable naming a file to which each activation, when it
+/// ends, appends one JSON line of what it did (underruns, windows, steps):
+/// for benchmarks and for finding out why a session sounded as it did.
+pub const STATS_ENV: &str = "REVERIE_STATS";
 
 /// The plugin instance.
 pub struct Reverie {
@@ -71,7 +77,16 @@ impl Reverie {
     }
 
     fn stop(&mut self) {
-        self.session = None;
+        if let Some(session) = self.session.take() {
+            if let Some(path) = std::env::var_os(STATS_ENV) {
+                let _ = status::append_stats(
+                    std::path::Path::new(&path),
+                    &self.status,
+                    &self.params,
+                    session.latency,
+                );
+            }
+        }
     }
 }
 
@@ -139,8 +154,8 @@ impl Plugin for Reverie {
                 self.session = Some(session);
                 true
             }
-            Err(message) => {
-                self.status.say(message);
+            Err(e) => {
+                self.status.say(e.to_string());
                 false
             }
         }

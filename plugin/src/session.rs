@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use reverie_engine::device;
 use reverie_engine::dreamer::Dreamer;
-use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig};
+use reverie_engine::streaming::{DreamWindows, ModelStream, StreamConfig, StreamError};
 use rtrb::RingBuffer;
 
 use crate::delay::DelayLine;
 use crate::dream_worker::{self, DreamJob};
-use crate::mixer::{Link, Mixer};
+use crate::mixer::Mixer;
 use crate::params::{ReverieParams, TargetNames};
+use crate::ring::Link;
 use crate::sampler_worker::SamplerJob;
 use crate::status::Status;
 use crate::telemetry::ScoreSlot;
@@ -31,6 +32,32 @@ pub struct HostSetup {
     pub max_block: usize,
     /// Whether the host renders offline (process() may then wait).
     pub offline: bool,
+}
+
+/// Why an activation could not start (the host is told activation failed;
+/// the message goes to the editor's status).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// A model's stream cannot run at the host's rate.
+    #[error("cannot run the {what} at {rate} Hz: {source}")]
+    Stream {
+        /// "dream" or "WaveNet".
+        what: &'static str,
+        /// The host's rate.
+        rate: u32,
+        /// Why.
+        #[source]
+        source: StreamError,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The system's answer.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running activation.
@@ -53,7 +80,7 @@ impl Session {
         targets: &TargetNames,
         status: &Arc<Status>,
         scores: &ScoreSlot,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SessionError> {
         let compute = device::select(true);
         if let Ok(mut d) = status.device.write() {
             d.clone_from(&compute.description);
@@ -65,17 +92,21 @@ impl Session {
             host_rate: host.rate,
             model_rate: model.meta.sample_rate,
             window: model.config.window,
+            hop: model.config.window / 2,
         };
         let menu = dream_worker::publish_targets(&model, targets);
         let windows = DreamWindows::new(
             Dreamer::new(model, compute.device.clone()),
             dream_worker::settings(params, &menu),
         );
-        let stream = DeltaStream::new(config, windows)
-            .map_err(|e| format!("cannot dream at {} Hz: {e}", host.rate))?;
+        let stream = ModelStream::new(config, windows).map_err(|source| SessionError::Stream {
+            what: "dream",
+            rate: host.rate,
+            source,
+        })?;
         // One hop of headroom for the dream worker: any setting that dreams
         // at least in real time then never underruns.
-        let headroom = (config.window / 2) * host.rate as usize / config.model_rate as usize;
+        let headroom = config.hop * host.rate as usize / config.model_rate as usize;
         let latency = stream.latency() + headroom;
         let capacity = latency + host.rate as usize + host.max_block;
 
@@ -100,11 +131,19 @@ impl Session {
             status.dream.clone(),
             host.rate as f32,
         )
-        .map_err(|e| format!("cannot start the dreaming thread: {e}"))?;
+        .map_err(|source| SessionError::Thread {
+            what: "dreaming",
+            source,
+        })?;
 
         let wn_path = params.wavenet_model.read().ok().and_then(|p| p.clone());
         let (sampler, _) = crate::models::wavenet(wn_path.as_deref());
-        let sampler_job = SamplerJob::new(sampler, wn_path, host.rate, params.clone(), status.clone())?;
+        let sampler_job = SamplerJob::new(sampler, wn_path, host.rate, params.clone(), status.clone())
+            .map_err(|source| SessionError::Stream {
+                what: "WaveNet",
+                rate: host.rate,
+                source,
+            })?;
         // The generated audio is not aligned to anything; 50 ms of headroom
         // absorbs the sampler thread's scheduling jitter.
         let wn_headroom = host.rate as usize / 20;
@@ -118,7 +157,10 @@ impl Session {
             status.wavenet.clone(),
             host.rate as f32,
         )
-        .map_err(|e| format!("cannot start the WaveNet thread: {e}"))?;
+        .map_err(|source| SessionError::Thread {
+            what: "WaveNet",
+            source,
+        })?;
 
         status.latency_samples.store(latency as u32, Ordering::Relaxed);
         status.host_rate.store(host.rate, Ordering::Relaxed);

@@ -46,6 +46,35 @@ pub struct Status {
     pub model_message: RwLock<String>,
 }
 
+/// Appends one JSON line of what an activation did to `path` (see
+/// [`crate::STATS_ENV`]). Called when an activation ends, never on the
+/// audio thread.
+pub fn append_stats(
+    path: &std::path::Path,
+    status: &Status,
+    params: &crate::params::ReverieParams,
+    latency: usize,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let line = format!(
+        "{{\"rate\":{},\"latency\":{},\"windows\":{},\"underruns\":{},\"steps_asked\":{},\"steps_last\":{},\"cut_windows\":{},\"skipped_windows\":{}}}\n",
+        status.host_rate.load(Relaxed),
+        latency,
+        status.windows.load(Relaxed),
+        status.underruns.load(Relaxed),
+        params.iterations.value(),
+        status.dream_steps.load(Relaxed),
+        status.cut_windows.load(Relaxed),
+        status.skipped_windows.load(Relaxed),
+    );
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())
+}
+
 impl Status {
     /// Replaces the model message (never called from the audio thread).
     pub fn say(&self, message: impl Into<String>) {

@@ -514,6 +514,12 @@ impl ClapPlugin {
         output
     }
 
+    /// The active instance's audio processor, to host it block by block on
+    /// an audio thread of the caller's ([`BlockHost`]).
+    pub fn audio_processor(&mut self) -> &mut PluginAudioProcessor<TestHost> {
+        self.processor.as_mut().expect("active")
+    }
+
     /// Calls `reset()` on the audio thread (the plugin clears its history).
     pub fn reset(&mut self) {
         let processor = self.processor.as_mut().expect("active");
@@ -575,67 +581,121 @@ fn render(
     input: &[&[f32]],
     block: usize,
     changes: &[ParamChange],
-    mut steady_time: u64,
+    steady_time: u64,
 ) -> Vec<Vec<f32>> {
     let len = input[0].len();
     let mut output: Vec<Vec<f32>> = (0..CHANNELS).map(|_| Vec::with_capacity(len)).collect();
-    let mut ins = vec![vec![0.0f32; block]; CHANNELS];
-    let mut outs = vec![vec![0.0f32; block]; CHANNELS];
-    let mut in_ports = AudioPorts::with_capacity(CHANNELS, 1);
-    let mut out_ports = AudioPorts::with_capacity(CHANNELS, 1);
-    let mut events = EventBuffer::with_capacity(changes.len().max(1));
-    let mut out_events = EventBuffer::with_capacity(64);
-    let processor = processor
-        .ensure_processing_started()
-        .expect("the plugin starts processing");
+    let mut host = BlockHost::new(processor, block, changes.len());
+    host.steady_time = steady_time;
     let mut next_change = 0;
     let mut start = 0;
     while start < len {
         let n = block.min(len - start);
-        for (buf, src) in ins.iter_mut().zip(input) {
-            buf[..n].copy_from_slice(&src[start..start + n]);
+        let end = changes[next_change..]
+            .iter()
+            .position(|c| c.sample >= start + n)
+            .map_or(changes.len(), |p| next_change + p);
+        let slices: Vec<&[f32]> = input.iter().map(|c| &c[start..start + n]).collect();
+        let out = host.process(&slices, &changes[next_change..end], start);
+        for (dst, buf) in output.iter_mut().zip(out) {
+            dst.extend_from_slice(buf);
         }
-        for buf in &mut outs {
+        next_change = end;
+        start += n;
+    }
+    output
+}
+
+/// One instance's audio-thread side, block by block: buffers, ports and
+/// event lists allocated once, one `process()` call per block, on the
+/// thread that makes it (which must be the audio thread: the one every
+/// block of this instance comes from).
+pub struct BlockHost<'a> {
+    processor: &'a mut PluginAudioProcessor<TestHost>,
+    ins: Vec<Vec<f32>>,
+    outs: Vec<Vec<f32>>,
+    in_ports: AudioPorts,
+    out_ports: AudioPorts,
+    events: EventBuffer,
+    out_events: EventBuffer,
+    /// The steady-time counter of the next block.
+    pub steady_time: u64,
+}
+
+impl<'a> BlockHost<'a> {
+    /// Block hosting of an active instance's processor (see
+    /// [`ClapPlugin::audio_processor`]), blocks of at most `max_block`
+    /// frames with up to `max_events` parameter changes each.
+    pub fn new(
+        processor: &'a mut PluginAudioProcessor<TestHost>,
+        max_block: usize,
+        max_events: usize,
+    ) -> Self {
+        Self {
+            processor,
+            ins: vec![vec![0.0f32; max_block]; CHANNELS],
+            outs: vec![vec![0.0f32; max_block]; CHANNELS],
+            in_ports: AudioPorts::with_capacity(CHANNELS, 1),
+            out_ports: AudioPorts::with_capacity(CHANNELS, 1),
+            events: EventBuffer::with_capacity(max_events.max(1)),
+            out_events: EventBuffer::with_capacity(64),
+            steady_time: 0,
+        }
+    }
+
+    /// Processes one block (one slice per channel, all the same length),
+    /// starting processing first if needed, with `changes` (samples counted
+    /// from `offset`, the block's first sample) as parameter value events.
+    /// Returns the output, one slice per channel.
+    pub fn process(
+        &mut self,
+        input: &[&[f32]],
+        changes: &[ParamChange],
+        offset: usize,
+    ) -> impl Iterator<Item = &[f32]> {
+        let n = input[0].len();
+        for (buf, src) in self.ins.iter_mut().zip(input) {
+            buf[..n].copy_from_slice(src);
+        }
+        for buf in &mut self.outs {
             buf[..n].fill(0.0);
         }
-        events.clear();
-        while next_change < changes.len() && changes[next_change].sample < start + n {
-            let c = changes[next_change];
-            let time = u32::try_from(c.sample - start).expect("offset fits");
-            events.push(&ParamValueEvent::new(
+        self.events.clear();
+        for c in changes {
+            let time = u32::try_from(c.sample - offset).expect("offset fits");
+            self.events.push(&ParamValueEvent::new(
                 time,
                 ClapId::new(c.id),
                 Pckn::match_all(),
                 c.value,
             ));
-            next_change += 1;
         }
-        out_events.clear();
-        let audio_in = in_ports.with_input_buffers([AudioPortBuffer {
+        self.out_events.clear();
+        let processor = self
+            .processor
+            .ensure_processing_started()
+            .expect("the plugin starts processing");
+        let audio_in = self.in_ports.with_input_buffers([AudioPortBuffer {
             latency: 0,
             channels: AudioPortBufferType::f32_input_only(
-                ins.iter_mut().map(|b| InputChannel::variable(&mut b[..n])),
+                self.ins.iter_mut().map(|b| InputChannel::variable(&mut b[..n])),
             ),
         }]);
-        let mut audio_out = out_ports.with_output_buffers([AudioPortBuffer {
+        let mut audio_out = self.out_ports.with_output_buffers([AudioPortBuffer {
             latency: 0,
-            channels: AudioPortBufferType::f32_output_only(outs.iter_mut().map(|b| &mut b[..n])),
+            channels: AudioPortBufferType::f32_output_only(self.outs.iter_mut().map(|b| &mut b[..n])),
         }]);
         processor
             .process(
                 &audio_in,
                 &mut audio_out,
-                &events.as_input(),
-                &mut out_events.as_output(),
-                Some(steady_time),
+                &self.events.as_input(),
+                &mut self.out_events.as_output(),
+                Some(self.steady_time),
                 None,
             )
             .expect("process() succeeds");
-        for (dst, buf) in output.iter_mut().zip(&outs) {
-            dst.extend_from_slice(&buf[..n]);
-        }
-        steady_time += n as u64;
-        start += n;
+        self.steady_time += n as u64;
+        self.outs.iter().map(move |b| &b[..n])
     }
-    output
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use rand::SeedableRng;
 use reverie_engine::dreamer::{Direction, DreamMode, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::spectral_dream::SpectralSettings;
-use reverie_engine::streaming::{DeltaStream, DreamWindows, StreamConfig};
+use reverie_engine::streaming::{DreamWindows, ModelStream, StreamConfig};
 use reverie_engine::wav::{self, Audio};
 use reverie_engine::{device, normal_vec};
 
@@ -124,10 +124,11 @@ pub fn dream_signal(
         host_rate: rate,
         model_rate: dreamer.model().meta.sample_rate,
         window: dreamer.window(),
+        hop: dreamer.window() / 2,
     };
     let mut windows = DreamWindows::new(dreamer, params).with_spectral(spectral);
     windows.gate = gate;
-    let mut stream = DeltaStream::new(config, windows).context("setting up the stream")?;
+    let mut stream = ModelStream::new(config, windows).context("setting up the stream")?;
     let latency = stream.latency();
     let total = signal.len() + latency;
     let mut feed = signal.to_vec();

@@ -146,6 +146,11 @@ impl WindowProcessor for Generator {
         self.restart();
         self.rng = ChaCha8Rng::seed_from_u64(SEED);
     }
+
+    /// Off, it makes nothing and keeps nothing.
+    fn quiescent(&self) -> bool {
+        self.mode == GeneratorMode::Off
+    }
 }
 
 #[cfg(test)]

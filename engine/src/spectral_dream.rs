@@ -215,6 +215,14 @@ impl SpectralDream {
         self.index = 0;
     }
 
+    /// Moves on by one window of silence when every frame holds silence
+    /// (the stream only calls it then): the next window starts afresh, at
+    /// the next window's place, with the same random shifts it would have.
+    pub fn skip_window(&mut self) {
+        self.frames.clear();
+        self.index += 1;
+    }
+
     /// How much window `index` changes the frame starting at `start`
     /// (0: not at all), as a multiple of one step.
     fn share(&self, index: u64) -> impl Fn(u64) -> f32 + use<> {

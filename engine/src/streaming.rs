@@ -51,6 +51,17 @@ pub trait WindowProcessor {
     }
     /// Gives the next window `steps` steps instead (at most the asked).
     fn limit_next(&mut self, _steps: usize) {}
+    /// Whether its state holds nothing but silence, so that a window of
+    /// exact silence would give exact silence and change nothing but
+    /// counters. The stream then skips silent windows ([`skip_window`]).
+    ///
+    /// [`skip_window`]: WindowProcessor::skip_window
+    fn quiescent(&self) -> bool {
+        false
+    }
+    /// Counts one window of exact silence as processed, without computing
+    /// it (only called while [`quiescent`](WindowProcessor::quiescent)).
+    fn skip_window(&mut self) {}
 }
 
 /// The dreaming window processor: a [`Dreamer`] with its settings, in
@@ -70,6 +81,8 @@ pub struct DreamWindows {
     spectral: SpectralDream,
     /// Steps for the next window only, when a deadline cut them.
     limit: Option<usize>,
+    /// Windows of exact silence in a row, just before now.
+    silent_windows: usize,
     /// Raw mode: each window's change, under a periodic Hann window (the
     /// windows sum to one at a 50% hop), overlap-added.
     ola: Vec<f32>,
@@ -83,6 +96,7 @@ impl DreamWindows {
         Self {
             spectral: SpectralDream::new(window, SpectralSettings::default()),
             limit: None,
+            silent_windows: 0,
             ola: vec![0.0; window],
             hann: (0..window)
                 .map(|i| {
@@ -131,6 +145,11 @@ impl DreamWindows {
 
 impl WindowProcessor for DreamWindows {
     fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError> {
+        self.silent_windows = if window.iter().all(|&v| v == 0.0) {
+            self.silent_windows.saturating_add(1)
+        } else {
+            0
+        };
         let params = DreamParams {
             iterations: self
                 .limit
@@ -159,6 +178,19 @@ impl WindowProcessor for DreamWindows {
         self.ola.fill(0.0);
         self.spectral.reset();
         self.limit = None;
+        self.silent_windows = 0;
+    }
+
+    /// Two silent windows in a row, gated: every frame (spectral) and the
+    /// overlap-add (raw) then hold silence, and a silent window is not
+    /// dreamed.
+    fn quiescent(&self) -> bool {
+        self.gate && self.silent_windows >= 2
+    }
+
+    fn skip_window(&mut self) {
+        self.silent_windows = self.silent_windows.saturating_add(1);
+        self.spectral.skip_window();
     }
 
     fn asked_steps(&self) -> usize {
@@ -224,6 +256,11 @@ pub struct ModelStream<P> {
     /// the stream must keep up with real time; `None` renders in full.
     deadline: Option<f64>,
     effort: Effort,
+    /// Exactly silent input samples in a row, just before now.
+    silent_input: usize,
+    /// Silent input after which nothing but silence is left anywhere in
+    /// the stream (resamplers, windows, output queue).
+    memory: usize,
 }
 
 impl<P: WindowProcessor> ModelStream<P> {
@@ -272,7 +309,10 @@ impl<P: WindowProcessor> ModelStream<P> {
             windows_done: 0,
             deadline: None,
             effort: Effort::new(),
+            silent_input: 0,
+            memory: 0,
         };
+        s.memory = 2 * s.latency + (window as u64 * h / m) as usize + 4 * s.down.chunk_in();
         s.reset();
         Ok(s)
     }
@@ -321,6 +361,7 @@ impl<P: WindowProcessor> ModelStream<P> {
         self.model_out.clear();
         self.host_out.clear();
         self.lead = self.latency - self.intrinsic;
+        self.silent_input = 0;
         self.windows_done = 0;
     }
 
@@ -328,6 +369,19 @@ impl<P: WindowProcessor> ModelStream<P> {
     /// time into `delta` (same length), `latency()` samples late.
     pub fn process(&mut self, input: &[f32], delta: &mut [f32]) -> Result<(), StreamError> {
         assert_eq!(input.len(), delta.len(), "input and delta blocks must match");
+        let silent = input.iter().all(|&v| v == 0.0);
+        if silent && self.silent_input >= self.memory && self.processor.quiescent() {
+            // Idle: silence in, silence out, for a fraction of the cost.
+            self.skip_silence(input.len());
+            delta.fill(0.0);
+            self.silent_input = self.silent_input.saturating_add(input.len());
+            return Ok(());
+        }
+        self.silent_input = if silent {
+            self.silent_input.saturating_add(input.len())
+        } else {
+            input.iter().rev().take_while(|&&v| v == 0.0).count()
+        };
         let started = self.deadline.map(|d| (d, Instant::now()));
         let mut first_error = None;
         let mut rest = input;
@@ -365,6 +419,37 @@ impl<P: WindowProcessor> ModelStream<P> {
             };
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Moves the stream on by `n` samples of exact silence, as processing
+    /// them would, but only counting: every buffer holds silence, so only
+    /// how much of it each holds changes.
+    fn skip_silence(&mut self, n: usize) {
+        let mut rest = n;
+        while rest > 0 {
+            let take = (self.down.chunk_in() - self.host_in.len()).min(rest);
+            self.host_in.resize(self.host_in.len() + take, 0.0);
+            rest -= take;
+            if self.host_in.len() == self.down.chunk_in() {
+                self.host_in.clear();
+                self.model_in
+                    .extend(std::iter::repeat_n(0.0, self.down.chunk_out()));
+                while self.model_in.len() >= self.window {
+                    self.processor.skip_window();
+                    self.windows_done += 1;
+                    self.model_out.extend(std::iter::repeat_n(0.0, self.hop));
+                    self.model_in.drain(..self.hop);
+                    while self.model_out.len() >= self.up.chunk_in() {
+                        self.model_out.drain(..self.up.chunk_in());
+                        self.host_out
+                            .extend(std::iter::repeat_n(0.0, self.up.chunk_out()));
+                    }
+                }
+            }
+        }
+        let from_lead = self.lead.min(n);
+        self.lead -= from_lead;
+        self.host_out.drain(..(n - from_lead).min(self.host_out.len()));
     }
 
     fn run_windows(&mut self, deadline: Option<(f64, Instant)>) -> Result<(), StreamError> {

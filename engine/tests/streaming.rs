@@ -285,3 +285,72 @@ fn the_spectral_dream_repeats_exactly_whatever_the_blocks() {
     stream.reset();
     assert_eq!(run(&mut stream, &input, 700), reference, "after a reset");
 }
+
+/// Counts the windows a processor computes; with `idle`, it lets the
+/// stream skip silence as the processor would, without it never.
+struct Counted(DreamWindows, usize, bool);
+
+impl WindowProcessor for Counted {
+    fn process(&mut self, window: &[f32], out: &mut [f32]) -> Result<(), DreamError> {
+        self.1 += 1;
+        self.0.process(window, out)
+    }
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+    fn asked_steps(&self) -> usize {
+        self.0.asked_steps()
+    }
+    fn limit_next(&mut self, steps: usize) {
+        self.0.limit_next(steps);
+    }
+    fn quiescent(&self) -> bool {
+        self.2 && self.0.quiescent()
+    }
+    fn skip_window(&mut self) {
+        self.0.skip_window();
+    }
+}
+
+/// Long exact silence between two passages: the stream stops computing
+/// (silence in, silence out), and what comes out, silence and the second
+/// passage alike, is bit for bit what computing every window gives, in
+/// both modes and whatever the blocks.
+#[test]
+fn idle_silence_is_skipped_without_changing_a_sample() {
+    let rate = 48_000;
+    let mut input = tones(rate as usize, rate);
+    input.extend(std::iter::repeat_n(0.0, 6 * rate as usize));
+    input.extend(tones(rate as usize, rate));
+    for mode in DreamMode::ALL {
+        let windows = |idle: bool| {
+            let mut w = dream_windows(2);
+            w.params.mode = mode;
+            Counted(w, 0, idle)
+        };
+        let mut full = ModelStream::new(config(rate), windows(false)).unwrap();
+        let reference = run(&mut full, &input, 512);
+        assert!(
+            reference[reference.len() - 1_000..].iter().any(|&v| v != 0.0),
+            "the second passage dreams"
+        );
+        for block in [512, 97, 4_096] {
+            let mut idle = ModelStream::new(config(rate), windows(true)).unwrap();
+            let out = run(&mut idle, &input, block);
+            assert_eq!(
+                first_difference(&out, &reference),
+                None,
+                "{mode:?}, blocks of {block}: skipping silence changed the output"
+            );
+            assert_eq!(idle.windows_done(), full.windows_done());
+            // 8 s at 16 kHz with a 1000-sample hop: 127 windows, of which
+            // the 6 s of silence are 96, all but the first few skipped.
+            let (computed, all) = (idle.processor().1, full.processor().1);
+            assert!(computed + 80 < all, "{computed} of {all} windows computed");
+        }
+    }
+}
+
+fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
+}

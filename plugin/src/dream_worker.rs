@@ -158,6 +158,10 @@ impl Job for DreamJob {
     fn reset(&mut self) {
         self.stream.reset();
     }
+
+    fn idle_wait(&self, slack: f64) -> std::time::Duration {
+        crate::worker::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

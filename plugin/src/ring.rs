@@ -209,7 +209,8 @@ pub(crate) fn run(
         let n = input.slots().min(output.slots()).min(CHUNK);
         if n == 0 {
             // Idle: nothing to do until the audio thread sends more.
-            std::thread::sleep(Duration::from_millis(1));
+            let slack = (capacity - output.slots()) as f64 / f64::from(host_rate);
+            std::thread::sleep(job.idle_wait(slack));
             continue;
         }
         let chunk = input.read_chunk(n).expect("n slots are readable");

@@ -120,12 +120,25 @@ impl Job for SamplerJob {
         if wanted != self.model_path {
             self.switch_model(wanted);
         }
+        let wanted = mode(self.params.wavenet_mode.value());
+        if wanted != GeneratorMode::Off && self.stream.processor().mode() == GeneratorMode::Off {
+            // Off, the stream was not fed: start it afresh.
+            self.stream.reset();
+        }
         let generator = self.stream.processor_mut();
-        generator.set_mode(mode(self.params.wavenet_mode.value()));
+        generator.set_mode(wanted);
         generator.temperature = self.params.temperature.value().max(0.0);
     }
 
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        if self.stream.processor().mode() == GeneratorMode::Off {
+            // Nothing to make: not even the resamplers need to run.
+            output.fill(0.0);
+            self.status
+                .wavenet_state
+                .store(SamplerState::Off as u8, Ordering::Relaxed);
+            return;
+        }
         // A generator never fails; the resamplers cannot with fixed chunks.
         if self.stream.process(input, output).is_err() {
             output.fill(0.0);
@@ -136,5 +149,9 @@ impl Job for SamplerJob {
 
     fn reset(&mut self) {
         self.stream.reset();
+    }
+
+    fn idle_wait(&self, slack: f64) -> std::time::Duration {
+        crate::worker::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
     }
 }

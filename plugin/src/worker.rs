@@ -12,6 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use atomic_float::AtomicF32;
 use rtrb::{Consumer, Producer};
@@ -33,6 +34,30 @@ pub trait Job: Send + 'static {
     fn process(&mut self, input: &[f32], output: &mut [f32]);
     /// Forgets the stream's history.
     fn reset(&mut self);
+    /// How long to sleep when no input is waiting, with `slack` seconds of
+    /// output queued for the audio thread (see [`idle_wait`]).
+    fn idle_wait(&self, slack: f64) -> Duration {
+        idle_wait(slack, false)
+    }
+}
+
+/// The longest a live worker sleeps when it has nothing to do.
+pub const MAX_IDLE_WAIT: Duration = Duration::from_millis(25);
+
+/// A rendering worker's sleep when it has nothing to do: its audio thread
+/// waits for it.
+pub const RENDER_WAIT: Duration = Duration::from_micros(50);
+
+/// How long a worker sleeps with nothing to do: a quarter of the `slack`
+/// (seconds of output queued for the audio thread), between 1 ms and
+/// [`MAX_IDLE_WAIT`], so that it wakes long before its output runs out but
+/// seldom, since wake-ups are most of what an idle instance costs; while
+/// the host renders, [`RENDER_WAIT`].
+pub fn idle_wait(slack: f64, rendering: bool) -> Duration {
+    if rendering {
+        return RENDER_WAIT;
+    }
+    Duration::from_secs_f64((slack / 4.0).clamp(0.001, MAX_IDLE_WAIT.as_secs_f64()))
 }
 
 /// Flags a worker shares with the audio thread and the editor.

@@ -53,13 +53,18 @@ struct Phase {
     name: &'static str,
     cpu: f64,
     workers: f64,
+    dream: f64,
     late_blocks: usize,
 }
 
 /// Plays `signal` on every instance for its length, block by block on the
 /// audio clock.
 fn play(hosts: &mut [BlockHost<'_>], signal: &[f32], name: &'static str) -> Phase {
-    let (cpu0, workers0) = (process_cpu(), threads_cpu("reverie-"));
+    let (cpu0, workers0, dream0) = (
+        process_cpu(),
+        threads_cpu("reverie-"),
+        threads_cpu("reverie-dream"),
+    );
     let start = Instant::now();
     let mut late_blocks = 0;
     for (b, block) in signal.chunks(BLOCK).enumerate() {
@@ -78,6 +83,7 @@ fn play(hosts: &mut [BlockHost<'_>], signal: &[f32], name: &'static str) -> Phas
         name,
         cpu: (process_cpu() - cpu0) / wall,
         workers: (threads_cpu("reverie-") - workers0) / wall,
+        dream: (threads_cpu("reverie-dream") - dream0) / wall,
         late_blocks,
     }
 }
@@ -132,15 +138,17 @@ fn main() {
         "{INSTANCES} instances, {} Hz, blocks of {BLOCK}, {SECONDS} s per phase",
         RATE as u32
     );
-    println!("| phase | process CPU (100% = one core) | of which workers | per instance | late blocks |");
-    println!("|---|---|---|---|---|");
+    println!("| phase | process CPU (100% = one core) | of which workers | per instance: dream worker | WaveNet worker | late blocks |");
+    println!("|---|---|---|---|---|---|");
     for p in &phases {
+        let per = |x: f64| 100.0 * x / INSTANCES as f64;
         println!(
-            "| {} | {:.1}% | {:.1}% | {:.2}% | {} |",
+            "| {} | {:.1}% | {:.1}% | {:.2}% | {:.2}% | {} |",
             p.name,
             100.0 * p.cpu,
             100.0 * p.workers,
-            100.0 * p.workers / INSTANCES as f64,
+            per(p.dream),
+            per(p.workers - p.dream),
             p.late_blocks
         );
     }

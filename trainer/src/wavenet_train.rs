@@ -41,11 +41,11 @@ use std::time::Instant;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
-use reverie_engine::model_file::{ModelFileError, RawModel};
+use reverie_engine::model_file::{Layout, ModelFileError, RawModel, Role};
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::sampler::Sampler;
 use reverie_engine::wav::WavError;
-use reverie_engine::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
+use reverie_engine::wavenet::{Padding, WavenetConfig, WavenetModel, WavenetNet};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_bytes, insert_optimizer, read_optimizer, read_state};
@@ -964,18 +964,20 @@ impl WavenetTrainer {
         }
         let mut model = model;
         let mut params = Vec::new();
-        model.net = model.net.map_tensors(|name, t| {
-            let var = Var::from_tensor(&t.copy()?.detach())?;
-            // Decay (if any) only on matrices: biases and the embedding
-            // table are offsets and lookups, not gains.
-            let decay = name.ends_with(".weight") && name != "embedding.weight";
-            params.push(Param {
-                name: name.to_string(),
-                var: var.clone(),
-                decay,
-            });
-            Ok(var.as_tensor().clone())
-        })?;
+        model.net = model
+            .net
+            .try_map(|name, role, t| -> candle_core::Result<Tensor> {
+                let var = Var::from_tensor(&t.copy()?.detach())?;
+                // Decay (if any) only on matrices: biases and the embedding
+                // table are offsets and lookups, not gains.
+                let decay = role == Role::Weight;
+                params.push(Param {
+                    name: name.to_string(),
+                    var: var.clone(),
+                    decay,
+                });
+                Ok(var.as_tensor().clone())
+            })?;
         let vars = params.iter().map(|p| p.var.clone()).collect();
         let optimizer = Optimizer::new(config.optimizer.clone(), params)?;
         let mulaw = MuLaw::new(model.config.classes)
@@ -1446,75 +1448,21 @@ impl WavenetTrainer {
     /// A copy of the model with plain tensors.
     fn snapshot(&self) -> Result<WavenetModel> {
         let mut out = self.model.clone();
-        out.net = self.model.net.map_tensors(|_, t| Ok(t.copy()?.detach()))?;
+        out.net = self
+            .model
+            .net
+            .try_map(|_, _, t| -> candle_core::Result<Tensor> { Ok(t.copy()?.detach()) })?;
         Ok(out)
     }
 }
 
-/// Mean cross-entropy (nats) of the last `len` positions of every row.
+/// Mean cross-entropy (nats) of the last `len` positions of every row: the
+/// ones the valid forward pass computes.
 fn scored_loss(net: &WavenetNet, x: &Tensor, y: &Tensor, len: usize) -> candle_core::Result<Tensor> {
-    let logits = valid_logits(net, x)?;
+    let logits = net.forward(x, Padding::Valid)?;
     let (b, t, classes) = logits.dims3()?;
     debug_assert_eq!(t, len);
     candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, y)
-}
-
-/// The logits of the positions of `classes` (`[batch, time]`) that see a
-/// full receptive field: `[batch, time - receptive_field + 1, classes]`,
-/// equal to the last positions of [`WavenetNet::forward`].
-///
-/// The same network as the engine's forward pass, arranged for training:
-/// each layer is a "valid" convolution that drops the `dilation` outputs
-/// that would need padding (nothing scored depends on them), so no padded
-/// copies are made; the two taps are one product with the stacked
-/// `[past; current]` input; and the skip outputs are computed only where
-/// they are scored, for all layers in one product with their weights
-/// stacked, as the sampler does. That saves time and about half the memory.
-pub fn valid_logits(net: &WavenetNet, classes: &Tensor) -> candle_core::Result<Tensor> {
-    let (batch, time) = classes.dims2()?;
-    let field = 1 + net.layers.iter().map(|l| l.dilation).sum::<usize>();
-    if time < field {
-        candle_core::bail!("{time} input samples are fewer than the receptive field ({field})");
-    }
-    let out_len = time - field + 1;
-    let r = net.embedding.dim(1)?;
-    let mut h = net
-        .embedding
-        .index_select(&classes.flatten_all()?, 0)?
-        .reshape((batch, time, r))?;
-    let mut acts = Vec::with_capacity(net.layers.len());
-    for layer in &net.layers {
-        let t = h.dim(1)? - layer.dilation;
-        let past = h.narrow(1, 0, t)?;
-        let now = h.narrow(1, layer.dilation, t)?;
-        let z = Tensor::cat(&[&past, &now], 2)?
-            .reshape((batch * t, 2 * r))?
-            .matmul(&layer.filter_gate_w)?
-            .broadcast_add(&layer.filter_gate_b)?;
-        let d = z.dim(1)? / 2;
-        let a = (z.narrow(1, 0, d)?.tanh()? * candle_nn::ops::sigmoid(&z.narrow(1, d, d)?)?)?;
-        let a3 = a.reshape((batch, t, d))?;
-        acts.push(a3.narrow(1, t - out_len, out_len)?);
-        if let Some((w, b)) = &layer.residual {
-            h = (now + a.matmul(w)?.broadcast_add(b)?.reshape((batch, t, r))?)?;
-        }
-    }
-    let skip_w = Tensor::cat(&net.layers.iter().map(|l| &l.skip_w).collect::<Vec<_>>(), 0)?;
-    let skip_b = Tensor::stack(&net.layers.iter().map(|l| &l.skip_b).collect::<Vec<_>>(), 0)?.sum(0)?;
-    let stacked = Tensor::cat(&acts, 2)?;
-    let width = stacked.dim(2)?;
-    let skip = stacked
-        .reshape((batch * out_len, width))?
-        .matmul(&skip_w)?
-        .broadcast_add(&skip_b)?;
-    let hidden = skip
-        .relu()?
-        .matmul(&net.head1_w)?
-        .broadcast_add(&net.head1_b)?
-        .relu()?;
-    let logits = hidden.matmul(&net.head2_w)?.broadcast_add(&net.head2_b)?;
-    let c = logits.dim(1)?;
-    logits.reshape((batch, out_len, c))
 }
 
 /// At most `k` of `items`, evenly spread (all of them when there are fewer).

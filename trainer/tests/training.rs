@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reverie_engine::model_file::Layout;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_trainer::checkpoint::{Checkpoint, CheckpointError};
 use reverie_trainer::dataset::{Clip, Dataset, SourceFile, Split};
@@ -91,9 +92,9 @@ fn new_trainer(data: &TrainData, kind: OptimizerKind) -> Trainer {
 fn weights(model: &PerceptionModel) -> Vec<(String, Vec<f32>)> {
     model
         .net
-        .named_tensors()
+        .named()
         .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(n, _, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect()
 }
 

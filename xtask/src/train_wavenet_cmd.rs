@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use reverie_engine::model_file::Layout;
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
 use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
 use reverie_trainer::wavenet_train::{
@@ -363,7 +364,7 @@ fn load(source: &WavenetDataSource) -> anyhow::Result<WavenetData> {
 fn describe(trainer: &WavenetTrainer, data: &WavenetData, device: &str, run_dir: &Path) {
     let m = trainer.model();
     let c = trainer.config();
-    let params: usize = m.net.named_tensors().iter().map(|(_, t)| t.elem_count()).sum();
+    let params: usize = m.net.named().iter().map(|(_, _, t)| t.elem_count()).sum();
     eprintln!(
         "model: {} layers (dilations up to {}), {}/{}/{} residual/dilation/skip channels, {} classes, receptive field {} samples ({:.0} ms), {params} parameters",
         m.config.num_layers(),

@@ -529,7 +529,7 @@ fn filters_image_has_the_expected_size_and_is_not_blank() {
         labels: false,
         ..FilterImageOptions::default()
     };
-    let img = render_filters(&spectra, &bare);
+    let img = render_filters(&spectra, &bare).unwrap();
     assert_eq!((img.width, img.height), (16 * 3, 128));
     let distinct: std::collections::BTreeSet<[u8; 3]> = (0..img.height)
         .flat_map(|y| (0..img.width).map(move |x| (x, y)))
@@ -544,7 +544,7 @@ fn filters_image_has_the_expected_size_and_is_not_blank() {
         assert!(brightest.unwrap() > 600, "column {col} is dark");
     }
 
-    let labelled = render_filters(&spectra, &FilterImageOptions::default());
+    let labelled = render_filters(&spectra, &FilterImageOptions::default()).unwrap();
     assert!(labelled.width > img.width && labelled.height > img.height);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("filters.png");

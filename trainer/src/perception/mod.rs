@@ -145,6 +145,7 @@ impl Task for Perception {
         let accuracy = Chart {
             title: "accuracy".into(),
             x_label: "epoch".into(),
+            y_label: "fraction classified correctly".into(),
             width: 800,
             height: 450,
             y_range: Some((0.0, 1.0)),
@@ -169,6 +170,7 @@ impl Task for Perception {
         ];
         let loss = loss_chart(
             "loss (cross-entropy)",
+            "cross-entropy (nats)",
             &progress.counters.loss_log,
             epochs.iter().map(|m| (m.step as f64, m.val_loss)).collect(),
         );

@@ -8,15 +8,17 @@ use super::error::{io_err, TrainError};
 use crate::plot::{Chart, Series, PALETTE};
 
 /// The training-loss curve and the validation points (both by step) in one
-/// chart titled `title`.
+/// chart titled `title`, the loss measured in `unit`.
 pub(crate) fn loss_chart(
     title: &str,
+    unit: &str,
     loss_log: &[(u64, f64)],
     validation: Vec<(f64, f64)>,
 ) -> (Chart, Vec<Series>) {
     let chart = Chart {
         title: title.into(),
-        x_label: "step".into(),
+        x_label: "training step".into(),
+        y_label: unit.into(),
         width: 800,
         height: 450,
         y_range: None,
@@ -59,7 +61,7 @@ pub(crate) fn write_run_files(
         std::fs::write(&path, text).map_err(io_err(&path))?;
     }
     for (name, (chart, series)) in charts {
-        chart.render(series).save_png(&dir.join(name))?;
+        chart.render(series)?.save_png(&dir.join(name))?;
     }
     Ok(())
 }

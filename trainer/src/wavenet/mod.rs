@@ -231,6 +231,7 @@ impl Task for Wavenet {
         let progress = &trainer.progress;
         let loss = loss_chart(
             "WaveNet loss (nats per sample)",
+            "negative log-likelihood (nats per sample)",
             &progress.counters.loss_log,
             progress
                 .history

@@ -27,7 +27,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::sampler::{NaiveSampler, Sampler};
-use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+use reverie_engine::wavenet::{Padding, WavenetConfig, WavenetModel};
 
 const RATE: f32 = 16_000.0;
 /// Samples generated per cached-sampler iteration.
@@ -49,7 +49,7 @@ fn context(model: &WavenetModel) -> Vec<usize> {
 
 fn candle_step(model: &WavenetModel, window: &[u32]) -> Tensor {
     let x = Tensor::from_slice(window, (1, window.len()), &Device::Cpu).unwrap();
-    let logits = model.net.forward(&x).unwrap();
+    let logits = model.net.forward(&x, Padding::Causal).unwrap();
     logits.narrow(1, window.len() - 1, 1).unwrap()
 }
 

@@ -73,17 +73,18 @@ pub fn max_pool_3_2(x: &Tensor) -> Result<Tensor> {
         .reshape((batch, out, chans))
 }
 
-/// Batch-norm parameters and running statistics for one layer.
+/// Batch-norm parameters and running statistics for one layer; `T` is
+/// what stands in each tensor's place (see [`crate::model_file::Layout`]).
 #[derive(Debug, Clone)]
-pub struct BatchNorm {
+pub struct BatchNorm<T = Tensor> {
     /// Learned scale, `[chans]`.
-    pub gamma: Tensor,
+    pub gamma: T,
     /// Learned shift, `[chans]`.
-    pub beta: Tensor,
+    pub beta: T,
     /// Running mean, `[chans]`.
-    pub running_mean: Tensor,
+    pub running_mean: T,
     /// Running variance, `[chans]`.
-    pub running_var: Tensor,
+    pub running_var: T,
     /// Numerical floor added to the variance.
     pub eps: f64,
 }

@@ -5,12 +5,22 @@
 //! Every way a file can be wrong maps to its own [`ModelFileError`] variant so
 //! the plugin and the command line can say what is wrong and what to do; no
 //! input, however malformed, may panic.
+//!
+//! Each network says once which tensors it has ([`Layout::try_map`], a walk
+//! over them in a fixed order, with their file names and [`Role`]s) and
+//! what its file's metadata holds ([`Network`]); reading, writing and
+//! checking a file ([`Model`]) is written once for every kind, and the
+//! trainer and the real-time sampler take their tensors through the same
+//! walk.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::fmt::Debug;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The model file format version this build writes and reads.
@@ -155,6 +165,9 @@ pub struct RawModel {
     pub meta: ModelMeta,
     /// Tensors by name: shape and row-major data.
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Other header metadata entries by key, kept as they are (e.g. a
+    /// training checkpoint's state); the engine reads none of them.
+    pub extra_metadata: BTreeMap<String, String>,
 }
 
 impl RawModel {
@@ -163,15 +176,19 @@ impl RawModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| classify(e, bytes.len()))?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| classify(e, bytes.len()))?;
-        let json = header
+        let mut extra_metadata: BTreeMap<String, String> = header
             .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let json = extra_metadata
+            .remove(META_KEY)
             .ok_or(ModelFileError::MissingMetadata)?;
         // Read the version first so a future format gets the right message
         // even when the rest of its metadata no longer parses.
         let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
+            serde_json::from_str(&json).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
         let version = value
             .get("format_version")
             .and_then(|v| v.as_u64())
@@ -205,7 +222,11 @@ impl RawModel {
             }
             tensors.insert(name, (view.shape().to_vec(), data));
         }
-        Ok(Self { meta, tensors })
+        Ok(Self {
+            meta,
+            tensors,
+            extra_metadata,
+        })
     }
 
     /// Reads and parses a file from disk.
@@ -215,6 +236,13 @@ impl RawModel {
             source,
         })?;
         Self::from_bytes(&bytes)
+    }
+
+    /// The architecture of a file of `N`'s kind, checked (see
+    /// [`Network::config`]).
+    pub fn config<N: Network>(&self) -> Result<N::Config, ModelFileError> {
+        self.expect_kind(N::KIND)?;
+        N::config(&self.meta)
     }
 
     /// Checks the kind against what the caller needs.
@@ -228,23 +256,41 @@ impl RawModel {
         Ok(())
     }
 
-    /// Takes a tensor of exactly the given shape onto `device`.
-    pub fn tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor, ModelFileError> {
+    /// The data of the tensor `name`, which must have exactly `shape` and
+    /// values its `role` allows (a variance is never negative).
+    pub fn data(&self, name: &str, role: Role, shape: &[usize]) -> Result<&[f32], ModelFileError> {
         let (found, data) = self
             .tensors
             .get(name)
             .ok_or_else(|| ModelFileError::MissingTensor(name.to_string()))?;
-        if found.as_slice() != shape {
+        if found.as_slice() != shape || data.len() != shape.iter().product::<usize>() {
             return Err(ModelFileError::WrongShape {
                 name: name.to_string(),
                 expected: shape.to_vec(),
                 found: found.clone(),
             });
         }
-        Ok(Tensor::from_slice(data, shape, device)?)
+        if role == Role::RunningVar && data.iter().any(|v| *v < 0.0) {
+            return Err(ModelFileError::InvalidConfig(format!(
+                "{name} has negative entries"
+            )));
+        }
+        Ok(data)
     }
 
-    /// Serialises metadata and tensors into safetensors bytes.
+    /// [`RawModel::data`] as a candle tensor on `device`.
+    pub fn tensor(
+        &self,
+        name: &str,
+        role: Role,
+        shape: &[usize],
+        device: &Device,
+    ) -> Result<Tensor, ModelFileError> {
+        Ok(Tensor::from_slice(self.data(name, role, shape)?, shape, device)?)
+    }
+
+    /// Serialises metadata (the model's and every extra entry) and tensors
+    /// into safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileError> {
         let json =
             serde_json::to_string(&self.meta).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
@@ -266,7 +312,12 @@ impl RawModel {
                     .map_err(|e| ModelFileError::NotSafetensors(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let info = HashMap::from([(META_KEY.to_string(), json)]);
+        let mut info: HashMap<String, String> = self
+            .extra_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        info.insert(META_KEY.to_string(), json);
         safetensors::serialize(views, Some(info)).map_err(|e| ModelFileError::NotSafetensors(e.to_string()))
     }
 
@@ -297,4 +348,166 @@ fn classify(e: SafeTensorError, len: usize) -> ModelFileError {
         }
         other => ModelFileError::NotSafetensors(other.to_string()),
     }
+}
+
+/// What a tensor does in its network. Loaders check values by it, and
+/// initialisers and trainers decide by it rather than by spelling names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A table of input embeddings, looked up rather than multiplied.
+    Embedding,
+    /// A kernel or matrix that multiplies the activations.
+    Weight,
+    /// An offset added after a weight.
+    Bias,
+    /// Batch norm's learned scale.
+    NormScale,
+    /// Batch norm's learned shift.
+    NormShift,
+    /// Batch norm's running mean.
+    RunningMean,
+    /// Batch norm's running variance (never negative).
+    RunningVar,
+}
+
+impl Role {
+    /// Whether gradient descent trains it; running statistics follow the
+    /// batches instead.
+    pub fn trainable(self) -> bool {
+        !matches!(self, Role::RunningMean | Role::RunningVar)
+    }
+}
+
+/// A network's arrangement of tensors, whatever stands in each tensor's
+/// place: candle tensors, their shapes, or raw data from a file.
+pub trait Layout: Sized {
+    /// What stands in each tensor's place.
+    type Elem;
+    /// The same arrangement with `U` in each tensor's place.
+    type With<U>: Layout<Elem = U>;
+
+    /// The one walk over the network's tensors: the same arrangement with
+    /// `f(file name, role, tensor)` in each place, visited in a fixed order
+    /// (the first error stops the walk). Every consumer goes through it, so
+    /// each name is spelled in one place.
+    fn try_map<'a, U, E>(
+        &'a self,
+        f: impl FnMut(&str, Role, &'a Self::Elem) -> Result<U, E>,
+    ) -> Result<Self::With<U>, E>;
+
+    /// Every tensor with its file name and role, in the walk's order.
+    fn named(&self) -> Vec<(String, Role, &Self::Elem)> {
+        let mut out = Vec::new();
+        let walked = self.try_map(|name, role, t| {
+            out.push((name.to_string(), role, t));
+            Ok::<(), Infallible>(())
+        });
+        if let Err(never) = walked {
+            match never {}
+        }
+        out
+    }
+}
+
+/// A kind of network stored in model files: its kind, its architecture and
+/// the shape of every tensor that architecture has.
+pub trait Network: Layout<Elem = Tensor, With<Tensor> = Self> + Debug + Clone {
+    /// The kind its files declare.
+    const KIND: ModelKind;
+    /// The architecture, stored as the metadata's `config`.
+    type Config: Clone + Debug + PartialEq + Serialize + DeserializeOwned;
+    /// Every tensor's shape, arranged as the network.
+    type Shapes: Layout<Elem = Vec<usize>, With<Tensor> = Self>;
+
+    /// The architecture in `meta`, checked on its own and against the rest
+    /// of the metadata (e.g. the class names).
+    fn config(meta: &ModelMeta) -> Result<Self::Config, ModelFileError>;
+
+    /// The shape of every tensor of `config`'s network described by `meta`.
+    fn shapes(config: &Self::Config, meta: &ModelMeta) -> Self::Shapes;
+}
+
+/// A network together with its metadata: what a model file holds.
+#[derive(Debug, Clone)]
+pub struct Model<N: Network> {
+    /// Name, kind, rate, classes, training summary.
+    pub meta: ModelMeta,
+    /// Architecture.
+    pub config: N::Config,
+    /// Tensors.
+    pub net: N,
+}
+
+impl<N: Network> Model<N> {
+    /// A model of `net` with fresh metadata (no training summary yet).
+    pub fn new(
+        config: N::Config,
+        net: N,
+        name: &str,
+        sample_rate: u32,
+        class_names: Vec<String>,
+    ) -> Result<Self, ModelFileError> {
+        let meta = ModelMeta {
+            format_version: FORMAT_VERSION,
+            kind: N::KIND,
+            name: name.into(),
+            sample_rate,
+            class_names,
+            config: config_json(&config)?,
+            training: TrainingSummary::default(),
+        };
+        Ok(Self { meta, config, net })
+    }
+
+    /// Validates kind, config and every tensor (shape and values).
+    pub fn from_raw(raw: &RawModel, device: &Device) -> Result<Self, ModelFileError> {
+        let config = raw.config::<N>()?;
+        let net = N::shapes(&config, &raw.meta)
+            .try_map(|name, role, shape| raw.tensor(name, role, shape, device))?;
+        Ok(Self {
+            meta: raw.meta.clone(),
+            config,
+            net,
+        })
+    }
+
+    /// Loads and validates a model from file bytes.
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::from_bytes(bytes)?, device)
+    }
+
+    /// Loads and validates a model from disk.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelFileError> {
+        Self::from_raw(&RawModel::read(path)?, device)
+    }
+
+    /// The model as a raw container, ready to write.
+    pub fn to_raw(&self) -> Result<RawModel, ModelFileError> {
+        let mut raw = RawModel {
+            meta: self.meta.clone(),
+            tensors: HashMap::new(),
+            extra_metadata: BTreeMap::new(),
+        };
+        raw.meta.config = config_json(&self.config)?;
+        for (name, _, t) in self.net.named() {
+            raw.insert(&name, t)?;
+        }
+        Ok(raw)
+    }
+
+    /// Writes the model file.
+    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
+        self.to_raw()?.write(path)
+    }
+}
+
+/// A config as the metadata's JSON.
+fn config_json(config: &impl Serialize) -> Result<serde_json::Value, ModelFileError> {
+    serde_json::to_value(config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))
+}
+
+/// The architecture of a file's metadata as `C`, whose deserialisation (or
+/// `validate`) explains what is wrong.
+pub(crate) fn parse_config<C: DeserializeOwned>(meta: &ModelMeta) -> Result<C, ModelFileError> {
+    serde_json::from_value(meta.config.clone()).map_err(|e| ModelFileError::InvalidConfig(e.to_string()))
 }

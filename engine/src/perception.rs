@@ -4,15 +4,13 @@
 //! classification head. All sizes live in [`PerceptionConfig`], which is
 //! stored in the model file.
 
-use std::path::Path;
-
 use candle_core::{Device, Result as CResult, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{conv_valid, max_pool_3_2, strided_frontend, BatchNorm};
-use crate::model_file::{ModelFileError, ModelKind, ModelMeta, RawModel, FORMAT_VERSION};
+use crate::model_file::{parse_config, Layout, Model, ModelFileError, ModelKind, ModelMeta, Network, Role};
 use crate::rng::normal_vec;
 
 /// Architecture of a perception network.
@@ -147,6 +145,42 @@ impl PerceptionConfig {
         }
         self.frames_per_layer(self.window).map(|_| ())
     }
+
+    /// The shape of every tensor of a network with `classes` classes.
+    pub fn shapes(&self, classes: usize) -> PerceptionNet<Vec<usize>> {
+        let layers = self.num_layers();
+        let convs = (0..layers)
+            .map(|i| {
+                let (inputs, kernel) = if i == 0 {
+                    (1, self.frontend_kernel)
+                } else {
+                    (self.layer_channels(i - 1), self.kernel)
+                };
+                vec![self.layer_channels(i), inputs, kernel]
+            })
+            .collect();
+        let norms = (0..layers)
+            .map(|i| {
+                let c = vec![self.layer_channels(i)];
+                BatchNorm {
+                    gamma: c.clone(),
+                    beta: c.clone(),
+                    running_mean: c.clone(),
+                    running_var: c,
+                    eps: self.bn_eps,
+                }
+            })
+            .collect();
+        let last = self.layer_channels(layers - 1);
+        PerceptionNet {
+            stride: self.frontend_stride,
+            convs,
+            norms,
+            pool: self.pool.clone(),
+            head_w: vec![classes, last],
+            head_b: vec![classes],
+        }
+    }
 }
 
 /// What one forward pass exposes to dreaming and training.
@@ -159,22 +193,75 @@ pub struct Activations {
     pub logits: Tensor,
 }
 
-/// The network's tensors. Fields are public so the trainer can swap in
+/// The network's tensors (`T` = [`Tensor`]), or whatever stands in their
+/// places (see [`Layout`]). Fields are public so the trainer can swap in
 /// trainable variables.
 #[derive(Debug, Clone)]
-pub struct PerceptionNet {
+pub struct PerceptionNet<T = Tensor> {
     /// Hop of the first layer in samples.
     pub stride: usize,
     /// Convolution kernels, `[out, in, kernel]`; `convs[0]` is the first layer.
-    pub convs: Vec<Tensor>,
+    pub convs: Vec<T>,
     /// Batch norm after each convolution.
-    pub norms: Vec<BatchNorm>,
+    pub norms: Vec<BatchNorm<T>>,
     /// Pooling flags per layer.
     pub pool: Vec<bool>,
     /// Head weight `[classes, channels]`.
-    pub head_w: Tensor,
+    pub head_w: T,
     /// Head bias `[classes]`.
-    pub head_b: Tensor,
+    pub head_b: T,
+}
+
+impl<T> Layout for PerceptionNet<T> {
+    type Elem = T;
+    type With<U> = PerceptionNet<U>;
+
+    /// Layer by layer, the convolution then its batch norm; the head last.
+    fn try_map<'a, U, E>(
+        &'a self,
+        mut f: impl FnMut(&str, Role, &'a T) -> Result<U, E>,
+    ) -> Result<PerceptionNet<U>, E> {
+        let mut convs = Vec::with_capacity(self.convs.len());
+        let mut norms = Vec::with_capacity(self.norms.len());
+        for (i, (conv, bn)) in self.convs.iter().zip(&self.norms).enumerate() {
+            convs.push(f(&format!("conv{i}.weight"), Role::Weight, conv)?);
+            let name = |part: &str| format!("bn{i}.{part}");
+            norms.push(BatchNorm {
+                gamma: f(&name("weight"), Role::NormScale, &bn.gamma)?,
+                beta: f(&name("bias"), Role::NormShift, &bn.beta)?,
+                running_mean: f(&name("running_mean"), Role::RunningMean, &bn.running_mean)?,
+                running_var: f(&name("running_var"), Role::RunningVar, &bn.running_var)?,
+                eps: bn.eps,
+            });
+        }
+        Ok(PerceptionNet {
+            stride: self.stride,
+            convs,
+            norms,
+            pool: self.pool.clone(),
+            head_w: f("head.weight", Role::Weight, &self.head_w)?,
+            head_b: f("head.bias", Role::Bias, &self.head_b)?,
+        })
+    }
+}
+
+impl Network for PerceptionNet {
+    const KIND: ModelKind = ModelKind::Perception;
+    type Config = PerceptionConfig;
+    type Shapes = PerceptionNet<Vec<usize>>;
+
+    fn config(meta: &ModelMeta) -> Result<PerceptionConfig, ModelFileError> {
+        let config: PerceptionConfig = parse_config(meta)?;
+        config.validate().map_err(ModelFileError::InvalidConfig)?;
+        if meta.class_names.is_empty() {
+            return Err(ModelFileError::InvalidConfig("the model lists no classes".into()));
+        }
+        Ok(config)
+    }
+
+    fn shapes(config: &PerceptionConfig, meta: &ModelMeta) -> PerceptionNet<Vec<usize>> {
+        config.shapes(meta.class_names.len())
+    }
 }
 
 impl PerceptionNet {
@@ -225,33 +312,10 @@ impl PerceptionNet {
         let logits = pooled.matmul(&self.head_w.t()?)?.broadcast_add(&self.head_b)?;
         Ok(Activations { layers, logits })
     }
-
-    /// Every tensor with its file name, for saving.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, (conv, bn)) in self.convs.iter().zip(&self.norms).enumerate() {
-            out.push((format!("conv{i}.weight"), conv.clone()));
-            out.push((format!("bn{i}.weight"), bn.gamma.clone()));
-            out.push((format!("bn{i}.bias"), bn.beta.clone()));
-            out.push((format!("bn{i}.running_mean"), bn.running_mean.clone()));
-            out.push((format!("bn{i}.running_var"), bn.running_var.clone()));
-        }
-        out.push(("head.weight".into(), self.head_w.clone()));
-        out.push(("head.bias".into(), self.head_b.clone()));
-        out
-    }
 }
 
 /// A perception network together with its metadata.
-#[derive(Debug, Clone)]
-pub struct PerceptionModel {
-    /// Name, rate, classes, training summary.
-    pub meta: ModelMeta,
-    /// Architecture.
-    pub config: PerceptionConfig,
-    /// Tensors.
-    pub net: PerceptionNet,
-}
+pub type PerceptionModel = Model<PerceptionNet>;
 
 impl PerceptionModel {
     /// A freshly initialised (untrained) network: He-normal convolutions,
@@ -270,49 +334,33 @@ impl PerceptionModel {
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut convs = Vec::new();
-        let mut norms = Vec::new();
-        for i in 0..config.num_layers() {
-            let (inp, k) = if i == 0 {
-                (1, config.frontend_kernel)
-            } else {
-                (config.layer_channels(i - 1), config.kernel)
-            };
-            let out = config.layer_channels(i);
-            let std = (2.0 / (inp * k) as f32).sqrt();
-            convs.push(Tensor::from_vec(
-                normal_vec(&mut rng, out * inp * k, std),
-                (out, inp, k),
-                device,
-            )?);
-            norms.push(identity_norm(out, config.bn_eps, device)?);
-        }
-        let classes = class_names.len();
-        let last = config.layer_channels(config.num_layers() - 1);
-        let head_w = Tensor::from_vec(
-            normal_vec(&mut rng, classes * last, (1.0 / last as f32).sqrt()),
-            (classes, last),
-            device,
-        )?;
-        let head_b = Tensor::zeros(classes, candle_core::DType::F32, device)?;
-        let net = PerceptionNet {
-            stride: config.frontend_stride,
-            convs,
-            norms,
-            pool: config.pool.clone(),
-            head_w,
-            head_b,
-        };
-        let meta = ModelMeta {
-            format_version: FORMAT_VERSION,
-            kind: ModelKind::Perception,
-            name: "untrained perception network".into(),
+        let net = config
+            .shapes(class_names.len())
+            .try_map(|name, role, shape| -> CResult<Tensor> {
+                let ones = || Tensor::ones(shape.as_slice(), candle_core::DType::F32, device);
+                let zeros = || Tensor::zeros(shape.as_slice(), candle_core::DType::F32, device);
+                match role {
+                    Role::Weight => {
+                        // He scaling for the convolutions, whose outputs go
+                        // through ReLU; the head feeds the softmax.
+                        let gain = if name == "head.weight" { 1.0 } else { 2.0 };
+                        let fan_in: usize = shape[1..].iter().product();
+                        let n = shape.iter().product();
+                        let std = (gain / fan_in as f32).sqrt();
+                        Tensor::from_vec(normal_vec(&mut rng, n, std), shape.as_slice(), device)
+                    }
+                    // Batch norm starts as the identity.
+                    Role::NormScale | Role::RunningVar => ones(),
+                    _ => zeros(),
+                }
+            })?;
+        Model::new(
+            config,
+            net,
+            "untrained perception network",
             sample_rate,
             class_names,
-            config: serde_json::to_value(&config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?,
-            training: Default::default(),
-        };
-        Ok(Self { meta, config, net })
+        )
     }
 
     /// Sets every batch norm's running statistics to those of `x`
@@ -332,97 +380,4 @@ impl PerceptionModel {
     pub fn num_classes(&self) -> usize {
         self.meta.class_names.len()
     }
-
-    /// Loads and validates a perception model from file bytes.
-    pub fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Self, ModelFileError> {
-        Self::from_raw(&RawModel::from_bytes(bytes)?, device)
-    }
-
-    /// Loads and validates a perception model from disk.
-    pub fn load(path: &Path, device: &Device) -> std::result::Result<Self, ModelFileError> {
-        Self::from_raw(&RawModel::read(path)?, device)
-    }
-
-    /// Validates kind, config and every tensor's shape.
-    pub fn from_raw(raw: &RawModel, device: &Device) -> std::result::Result<Self, ModelFileError> {
-        raw.expect_kind(ModelKind::Perception)?;
-        let config: PerceptionConfig = serde_json::from_value(raw.meta.config.clone())
-            .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?;
-        config.validate().map_err(ModelFileError::InvalidConfig)?;
-        let classes = raw.meta.class_names.len();
-        if classes == 0 {
-            return Err(ModelFileError::InvalidConfig("the model lists no classes".into()));
-        }
-        let mut convs = Vec::new();
-        let mut norms = Vec::new();
-        for i in 0..config.num_layers() {
-            let out = config.layer_channels(i);
-            let shape = if i == 0 {
-                vec![out, 1, config.frontend_kernel]
-            } else {
-                vec![out, config.layer_channels(i - 1), config.kernel]
-            };
-            convs.push(raw.tensor(&format!("conv{i}.weight"), &shape, device)?);
-            let t = |n: &str| raw.tensor(&format!("bn{i}.{n}"), &[out], device);
-            norms.push(BatchNorm {
-                gamma: t("weight")?,
-                beta: t("bias")?,
-                running_mean: t("running_mean")?,
-                running_var: t("running_var")?,
-                eps: config.bn_eps,
-            });
-            if raw.tensors[&format!("bn{i}.running_var")]
-                .1
-                .iter()
-                .any(|v| *v < 0.0)
-            {
-                return Err(ModelFileError::InvalidConfig(format!(
-                    "bn{i}.running_var has negative entries"
-                )));
-            }
-        }
-        let last = config.layer_channels(config.num_layers() - 1);
-        let net = PerceptionNet {
-            stride: config.frontend_stride,
-            convs,
-            norms,
-            pool: config.pool.clone(),
-            head_w: raw.tensor("head.weight", &[classes, last], device)?,
-            head_b: raw.tensor("head.bias", &[classes], device)?,
-        };
-        Ok(Self {
-            meta: raw.meta.clone(),
-            config,
-            net,
-        })
-    }
-
-    /// The model as a raw container, ready to write.
-    pub fn to_raw(&self) -> std::result::Result<RawModel, ModelFileError> {
-        let mut raw = RawModel {
-            meta: self.meta.clone(),
-            tensors: Default::default(),
-        };
-        raw.meta.config =
-            serde_json::to_value(&self.config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
-        for (name, t) in self.net.named_tensors() {
-            raw.insert(&name, &t)?;
-        }
-        Ok(raw)
-    }
-
-    /// Writes the model file.
-    pub fn save(&self, path: &Path) -> std::result::Result<(), ModelFileError> {
-        self.to_raw()?.write(path)
-    }
-}
-
-fn identity_norm(chans: usize, eps: f64, device: &Device) -> CResult<BatchNorm> {
-    Ok(BatchNorm {
-        gamma: Tensor::ones(chans, candle_core::DType::F32, device)?,
-        beta: Tensor::zeros(chans, candle_core::DType::F32, device)?,
-        running_mean: Tensor::zeros(chans, candle_core::DType::F32, device)?,
-        running_var: Tensor::ones(chans, candle_core::DType::F32, device)?,
-        eps,
-    })
 }

@@ -15,14 +15,18 @@
 //! [`NaiveSampler`] is the reference the cached sampler is measured and
 //! tested against: it recomputes every layer over the receptive field for
 //! each sample, with the same kernels.
+//!
+//! One file, though long: both samplers share the private kernels and the
+//! packed weights, and all of it is the per-sample hot path, which reads
+//! best (and is checked against the candle network best) in one place.
 
 use std::path::Path;
 
 use rand::Rng;
 
-use crate::model_file::{ModelFileError, ModelMeta, RawModel};
+use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
-use crate::wavenet::{config_from_raw, raw_data, WavenetConfig, WavenetModel};
+use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
 /// sums (two sets of them, for two input rows in flight).
@@ -282,56 +286,42 @@ struct Weights {
 }
 
 impl Weights {
+    /// Checks kind, config and tensors as [`WavenetModel::from_raw`] does
+    /// (through the same walk over the tensors), then packs the weights.
     fn from_raw(raw: &RawModel) -> Result<Self, ModelFileError> {
-        let config = config_from_raw(raw)?;
-        let (r, d, s, c) = (
-            config.residual_channels,
-            config.dilation_channels,
-            config.skip_channels,
-            config.classes,
-        );
-        let packed = |name: &str, rows: usize, cols: usize| {
-            raw_data(raw, name, &[rows, cols]).map(|w| Packed::new(w, rows, cols))
-        };
-        let vector = |name: &str, n: usize| raw_data(raw, name, &[n]).map(<[f32]>::to_vec);
-        let mut layers = Vec::with_capacity(config.num_layers());
+        let config = raw.config::<WavenetNet>()?;
+        let (d, s, c) = (config.dilation_channels, config.skip_channels, config.classes);
+        let shapes = config.shapes();
+        let net = shapes
+            .try_map(|name, role, shape| raw.data(name, role, shape).map(|data| (data, shape.as_slice())))?;
+        let packed = |(w, shape): (&[f32], &[usize])| Packed::new(w, shape[0], shape[1]);
         let mut skip_bias = vec![0.0; s];
         let mut skip = Vec::with_capacity(config.num_layers() * d * s);
-        for (i, &dilation) in config.dilations.iter().enumerate() {
-            let residual = if config.has_residual(i) {
-                Some((
-                    packed(&format!("layer{i}.residual.weight"), d, r)?,
-                    vector(&format!("layer{i}.residual.bias"), r)?,
-                ))
-            } else {
-                None
-            };
-            for (acc, b) in skip_bias
-                .iter_mut()
-                .zip(raw_data(raw, &format!("layer{i}.skip.bias"), &[s])?)
-            {
+        let mut layers = Vec::with_capacity(config.num_layers());
+        for l in &net.layers {
+            for (acc, b) in skip_bias.iter_mut().zip(l.skip_b.0) {
                 *acc += b;
             }
-            skip.extend_from_slice(raw_data(raw, &format!("layer{i}.skip.weight"), &[d, s])?);
+            skip.extend_from_slice(l.skip_w.0);
             layers.push(LayerWeights {
-                dilation,
-                filter_gate: packed(&format!("layer{i}.filter_gate.weight"), 2 * r, 2 * d)?,
-                filter_gate_b: vector(&format!("layer{i}.filter_gate.bias"), 2 * d)?,
-                residual,
+                dilation: l.dilation,
+                filter_gate: packed(l.filter_gate_w),
+                filter_gate_b: l.filter_gate_b.0.to_vec(),
+                residual: l.residual.map(|(w, b)| (packed(w), b.0.to_vec())),
             });
         }
         let mulaw = MuLaw::new(c)
             .ok_or_else(|| ModelFileError::InvalidConfig(format!("{c} classes cannot be µ-law levels")))?;
         Ok(Self {
             meta: raw.meta.clone(),
-            embedding: raw_data(raw, "embedding.weight", &[c, r])?.to_vec(),
+            embedding: net.embedding.0.to_vec(),
             skip: Packed::new(&skip, layers.len() * d, s),
             layers,
             skip_bias,
-            head1: packed("head1.weight", s, s)?,
-            head1_b: vector("head1.bias", s)?,
-            head2: packed("head2.weight", s, c)?,
-            head2_b: vector("head2.bias", c)?,
+            head1: packed(net.head1_w),
+            head1_b: net.head1_b.0.to_vec(),
+            head2: packed(net.head2_w),
+            head2_b: net.head2_b.0.to_vec(),
             decoded: (0..c).map(|k| mulaw.decode(k)).collect(),
             mulaw,
             config,

@@ -26,6 +26,8 @@ pub struct Spectrogram {
     /// Bins `[start, end)` feeding each row, lowest row first.
     rows: Vec<(usize, usize)>,
     row_hz: Vec<f32>,
+    /// Lower edge of the lowest row and upper edge of the highest, in Hz.
+    range_hz: (f32, f32),
     pending: VecDeque<f32>,
     since_last: usize,
     buf: Vec<Complex32>,
@@ -69,6 +71,7 @@ impl Spectrogram {
             floor_db: floor_db.min(-1.0),
             rows: bins,
             row_hz,
+            range_hz: (LOW_HZ, high),
             pending: VecDeque::with_capacity(2 * size),
             since_last: 0,
             buf: vec![Complex32::default(); size],
@@ -137,6 +140,12 @@ impl Spectrogram {
     /// Centre frequency of each row, in Hz.
     pub fn row_hz(&self) -> &[f32] {
         &self.row_hz
+    }
+
+    /// The frequencies the rows span, in Hz: the lower edge of the lowest
+    /// row and the upper edge of the highest, log-spaced between.
+    pub fn range_hz(&self) -> (f32, f32) {
+        self.range_hz
     }
 
     /// Level (0..1) of a sine at `db` dB relative to full scale.

@@ -13,16 +13,18 @@
 //! and a dilated convolution is two (the current input and the input `d`
 //! steps back, taken from a left-shifted slice). The same `[in, out]` layout
 //! is what the real-time sampler ([`crate::sampler`]) streams through.
-
-use std::collections::HashMap;
-use std::path::Path;
+//!
+//! One forward pass ([`WavenetNet::forward`]) serves training and the
+//! tests: with [`Padding::Valid`] it computes only the outputs that see a
+//! full receptive field of the input (what training scores), with
+//! [`Padding::Causal`] every output, zero padding before the start.
 
 use candle_core::{DType, Device, Result as CResult, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::model_file::{ModelFileError, ModelKind, ModelMeta, RawModel, FORMAT_VERSION};
+use crate::model_file::{parse_config, Layout, Model, ModelFileError, ModelKind, ModelMeta, Network, Role};
 use crate::mulaw::MAX_CLASSES;
 use crate::rng::normal_vec;
 
@@ -159,31 +161,35 @@ impl WavenetConfig {
         Ok(())
     }
 
-    /// Every tensor the architecture has, with its file name and shape, in
-    /// a fixed order.
-    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+    /// The shape of every tensor the architecture has.
+    pub fn shapes(&self) -> WavenetNet<Vec<usize>> {
         let (r, d, s, c) = (
             self.residual_channels,
             self.dilation_channels,
             self.skip_channels,
             self.classes,
         );
-        let mut out = vec![("embedding.weight".to_string(), vec![c, r])];
-        for i in 0..self.num_layers() {
-            out.push((format!("layer{i}.filter_gate.weight"), vec![2 * r, 2 * d]));
-            out.push((format!("layer{i}.filter_gate.bias"), vec![2 * d]));
-            if self.has_residual(i) {
-                out.push((format!("layer{i}.residual.weight"), vec![d, r]));
-                out.push((format!("layer{i}.residual.bias"), vec![r]));
-            }
-            out.push((format!("layer{i}.skip.weight"), vec![d, s]));
-            out.push((format!("layer{i}.skip.bias"), vec![s]));
+        let layers = self
+            .dilations
+            .iter()
+            .enumerate()
+            .map(|(i, &dilation)| WavenetLayer {
+                dilation,
+                filter_gate_w: vec![2 * r, 2 * d],
+                filter_gate_b: vec![2 * d],
+                residual: self.has_residual(i).then(|| (vec![d, r], vec![r])),
+                skip_w: vec![d, s],
+                skip_b: vec![s],
+            })
+            .collect();
+        WavenetNet {
+            embedding: vec![c, r],
+            layers,
+            head1_w: vec![s, s],
+            head1_b: vec![s],
+            head2_w: vec![s, c],
+            head2_b: vec![c],
         }
-        out.push(("head1.weight".into(), vec![s, s]));
-        out.push(("head1.bias".into(), vec![s]));
-        out.push(("head2.weight".into(), vec![s, c]));
-        out.push(("head2.bias".into(), vec![c]));
-        out
     }
 }
 
@@ -237,206 +243,203 @@ impl TryFrom<StoredConfig> for WavenetConfig {
     }
 }
 
-/// One gated residual layer's tensors (all `[in, out]`).
+/// One gated residual layer's tensors (all `[in, out]`), or whatever stands
+/// in their places (see [`Layout`]).
 #[derive(Debug, Clone)]
-pub struct WavenetLayer {
+pub struct WavenetLayer<T = Tensor> {
     /// How many samples back the second tap of the convolution looks.
     pub dilation: usize,
     /// Dilated convolution, `[2 * residual, 2 * dilation_channels]`: rows
     /// `0..residual` multiply the input `dilation` steps back, the other rows
     /// the current input; columns `0..dilation_channels` are the filter
     /// (tanh), the rest the gate (sigmoid).
-    pub filter_gate_w: Tensor,
+    pub filter_gate_w: T,
     /// Bias of the dilated convolution, `[2 * dilation_channels]`.
-    pub filter_gate_b: Tensor,
+    pub filter_gate_b: T,
     /// Residual 1x1 convolution `[dilation_channels, residual]` and its bias
     /// `[residual]`; `None` in the last layer.
-    pub residual: Option<(Tensor, Tensor)>,
+    pub residual: Option<(T, T)>,
     /// Skip 1x1 convolution, `[dilation_channels, skip]`.
-    pub skip_w: Tensor,
+    pub skip_w: T,
     /// Skip bias, `[skip]`.
-    pub skip_b: Tensor,
+    pub skip_b: T,
 }
 
-/// The network's tensors. Fields are public so the trainer can swap in
-/// trainable variables (see also [`WavenetNet::map_tensors`]).
+/// The network's tensors (`T` = [`Tensor`]), or whatever stands in their
+/// places (see [`Layout`]). Fields are public so the trainer can swap in
+/// trainable variables.
 #[derive(Debug, Clone)]
-pub struct WavenetNet {
+pub struct WavenetNet<T = Tensor> {
     /// Input embedding, `[classes, residual]`.
-    pub embedding: Tensor,
+    pub embedding: T,
     /// The gated residual layers, first first.
-    pub layers: Vec<WavenetLayer>,
+    pub layers: Vec<WavenetLayer<T>>,
     /// Head hidden 1x1 convolution, `[skip, skip]`.
-    pub head1_w: Tensor,
+    pub head1_w: T,
     /// Head hidden bias, `[skip]`.
-    pub head1_b: Tensor,
+    pub head1_b: T,
     /// Head output 1x1 convolution, `[skip, classes]`.
-    pub head2_w: Tensor,
+    pub head2_w: T,
     /// Head output bias, `[classes]`.
-    pub head2_b: Tensor,
+    pub head2_b: T,
+}
+
+/// What the forward pass assumes about the time before its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// Nothing came before: each layer's input is zero there (causal zero
+    /// padding, as in the sampler after a reset). One output per input
+    /// position.
+    Causal,
+    /// The input's first `receptive_field - 1` samples are context only:
+    /// outputs only where a full receptive field of input is seen, `time -
+    /// receptive_field + 1` of them, each layer skipping the outputs that
+    /// would need padding (nothing later depends on them).
+    Valid,
+}
+
+impl<T> Layout for WavenetNet<T> {
+    type Elem = T;
+    type With<U> = WavenetNet<U>;
+
+    /// Layer by layer (residual, filter-gate and skip convolutions), then
+    /// the embedding and the head: the order in which initialisation draws
+    /// its random weights.
+    fn try_map<'a, U, E>(
+        &'a self,
+        mut f: impl FnMut(&str, Role, &'a T) -> Result<U, E>,
+    ) -> Result<WavenetNet<U>, E> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let name = |part: &str| format!("layer{i}.{part}");
+            let residual = match &l.residual {
+                Some((w, b)) => Some((
+                    f(&name("residual.weight"), Role::Weight, w)?,
+                    f(&name("residual.bias"), Role::Bias, b)?,
+                )),
+                None => None,
+            };
+            layers.push(WavenetLayer {
+                dilation: l.dilation,
+                filter_gate_w: f(&name("filter_gate.weight"), Role::Weight, &l.filter_gate_w)?,
+                filter_gate_b: f(&name("filter_gate.bias"), Role::Bias, &l.filter_gate_b)?,
+                residual,
+                skip_w: f(&name("skip.weight"), Role::Weight, &l.skip_w)?,
+                skip_b: f(&name("skip.bias"), Role::Bias, &l.skip_b)?,
+            });
+        }
+        Ok(WavenetNet {
+            embedding: f("embedding.weight", Role::Embedding, &self.embedding)?,
+            layers,
+            head1_w: f("head1.weight", Role::Weight, &self.head1_w)?,
+            head1_b: f("head1.bias", Role::Bias, &self.head1_b)?,
+            head2_w: f("head2.weight", Role::Weight, &self.head2_w)?,
+            head2_b: f("head2.bias", Role::Bias, &self.head2_b)?,
+        })
+    }
+}
+
+impl Network for WavenetNet {
+    const KIND: ModelKind = ModelKind::Wavenet;
+    type Config = WavenetConfig;
+    type Shapes = WavenetNet<Vec<usize>>;
+
+    /// Deserialising runs [`WavenetConfig::validate`] and checks the stored
+    /// receptive field.
+    fn config(meta: &ModelMeta) -> Result<WavenetConfig, ModelFileError> {
+        parse_config(meta)
+    }
+
+    fn shapes(config: &WavenetConfig, _meta: &ModelMeta) -> WavenetNet<Vec<usize>> {
+        config.shapes()
+    }
 }
 
 impl WavenetNet {
-    /// Full-sequence forward pass. `classes` is `[batch, time]` of class
-    /// indices (u32 or i64); returns logits `[batch, time, classes]`, where
-    /// position `t` predicts the class at `t + 1`. Nothing before a
-    /// sequence's first sample is seen: each layer's input is zero there
-    /// (causal zero padding), exactly as in the sampler after a reset.
-    pub fn forward(&self, classes: &Tensor) -> CResult<Tensor> {
+    /// Samples of input each output depends on: the sum of the dilations
+    /// plus one.
+    pub fn receptive_field(&self) -> usize {
+        1 + self.layers.iter().map(|l| l.dilation).sum::<usize>()
+    }
+
+    /// The forward pass. `classes` is `[batch, time]` of class indices (u32
+    /// or i64); returns logits `[batch, outputs, classes]`, where each output
+    /// predicts the class after its position: all `time` positions with
+    /// [`Padding::Causal`], the last `time - receptive_field + 1` with
+    /// [`Padding::Valid`] (an error when the input is shorter).
+    ///
+    /// Arranged for training: the two taps of a dilated convolution are one
+    /// product with the stacked `[past; current]` input, and the skip
+    /// outputs are computed only where they are output, for all layers in
+    /// one product with their weights stacked, as the sampler does.
+    pub fn forward(&self, classes: &Tensor, padding: Padding) -> CResult<Tensor> {
         let (batch, time) = classes.dims2()?;
-        let rows = batch * time;
-        let mut h = self.embedding.index_select(&classes.flatten_all()?, 0)?;
-        let mut skip: Option<Tensor> = None;
-        for layer in &self.layers {
-            let (two_r, two_d) = layer.filter_gate_w.dims2()?;
-            let (r, d) = (two_r / 2, two_d / 2);
-            let w_past = layer.filter_gate_w.narrow(0, 0, r)?;
-            let w_now = layer.filter_gate_w.narrow(0, r, r)?;
-            let mut z = h.matmul(&w_now)?.broadcast_add(&layer.filter_gate_b)?;
-            // The past tap only exists where t >= dilation; elsewhere the
-            // causal zero padding contributes nothing, so compute it on the
-            // valid slice and pad the product rather than the input.
-            if layer.dilation < time {
-                let valid = time - layer.dilation;
-                let past = h
-                    .reshape((batch, time, r))?
-                    .narrow(1, 0, valid)?
-                    .reshape((batch * valid, r))?
-                    .matmul(&w_past)?
-                    .reshape((batch, valid, two_d))?
-                    .pad_with_zeros(1, layer.dilation, 0)?
-                    .reshape((rows, two_d))?;
-                z = (z + past)?;
+        let field = self.receptive_field();
+        let out_len = match padding {
+            Padding::Causal => time,
+            Padding::Valid if time >= field => time - field + 1,
+            Padding::Valid => {
+                candle_core::bail!("{time} input samples are fewer than the receptive field ({field})")
             }
-            let filter = z.narrow(1, 0, d)?.tanh()?;
-            let gate = candle_nn::ops::sigmoid(&z.narrow(1, d, d)?)?;
-            let a = (filter * gate)?;
-            let s = a.matmul(&layer.skip_w)?.broadcast_add(&layer.skip_b)?;
-            skip = Some(match skip {
-                Some(acc) => (acc + s)?,
-                None => s,
-            });
+        };
+        let r = self.embedding.dim(1)?;
+        let mut h = self
+            .embedding
+            .index_select(&classes.flatten_all()?, 0)?
+            .reshape((batch, time, r))?;
+        let mut acts = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            // Causal: the input `dilation` steps back is zero before the
+            // start. Valid: the first `dilation` outputs would need it, and
+            // are dropped.
+            let (past, now) = match padding {
+                Padding::Causal => (
+                    h.pad_with_zeros(1, layer.dilation, 0)?.narrow(1, 0, time)?,
+                    h.clone(),
+                ),
+                Padding::Valid => {
+                    let t = h.dim(1)? - layer.dilation;
+                    (h.narrow(1, 0, t)?, h.narrow(1, layer.dilation, t)?)
+                }
+            };
+            let t = now.dim(1)?;
+            let z = Tensor::cat(&[&past, &now], 2)?
+                .reshape((batch * t, 2 * r))?
+                .matmul(&layer.filter_gate_w)?
+                .broadcast_add(&layer.filter_gate_b)?;
+            let d = z.dim(1)? / 2;
+            let a = (z.narrow(1, 0, d)?.tanh()? * candle_nn::ops::sigmoid(&z.narrow(1, d, d)?)?)?;
+            let a3 = a.reshape((batch, t, d))?;
+            acts.push(a3.narrow(1, t - out_len, out_len)?);
             if let Some((w, b)) = &layer.residual {
-                h = (h + a.matmul(w)?.broadcast_add(b)?)?;
+                h = (now + a.matmul(w)?.broadcast_add(b)?.reshape((batch, t, r))?)?;
             }
         }
-        let skip = skip.ok_or_else(|| candle_core::Error::Msg("a WaveNet without layers".into()))?;
+        if acts.is_empty() {
+            candle_core::bail!("a WaveNet without layers");
+        }
+        let skip_w = Tensor::cat(&self.layers.iter().map(|l| &l.skip_w).collect::<Vec<_>>(), 0)?;
+        let skip_b = Tensor::stack(&self.layers.iter().map(|l| &l.skip_b).collect::<Vec<_>>(), 0)?.sum(0)?;
+        let stacked = Tensor::cat(&acts, 2)?;
+        let width = stacked.dim(2)?;
+        let skip = stacked
+            .reshape((batch * out_len, width))?
+            .matmul(&skip_w)?
+            .broadcast_add(&skip_b)?;
         let hidden = skip
             .relu()?
             .matmul(&self.head1_w)?
             .broadcast_add(&self.head1_b)?
             .relu()?;
         let logits = hidden.matmul(&self.head2_w)?.broadcast_add(&self.head2_b)?;
-        let classes_out = logits.dim(1)?;
-        logits.reshape((batch, time, classes_out))
-    }
-
-    /// Every tensor with its file name, for saving; names and order as in
-    /// [`WavenetConfig::tensor_shapes`].
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("embedding.weight".to_string(), self.embedding.clone())];
-        for (i, l) in self.layers.iter().enumerate() {
-            out.push((format!("layer{i}.filter_gate.weight"), l.filter_gate_w.clone()));
-            out.push((format!("layer{i}.filter_gate.bias"), l.filter_gate_b.clone()));
-            if let Some((w, b)) = &l.residual {
-                out.push((format!("layer{i}.residual.weight"), w.clone()));
-                out.push((format!("layer{i}.residual.bias"), b.clone()));
-            }
-            out.push((format!("layer{i}.skip.weight"), l.skip_w.clone()));
-            out.push((format!("layer{i}.skip.bias"), l.skip_b.clone()));
-        }
-        out.push(("head1.weight".into(), self.head1_w.clone()));
-        out.push(("head1.bias".into(), self.head1_b.clone()));
-        out.push(("head2.weight".into(), self.head2_w.clone()));
-        out.push(("head2.bias".into(), self.head2_b.clone()));
-        out
-    }
-
-    /// A copy of the network with every tensor replaced by `f(name, tensor)`;
-    /// e.g. to turn the weights into `Var`s for training, or to move them to
-    /// another device.
-    pub fn map_tensors(&self, mut f: impl FnMut(&str, &Tensor) -> CResult<Tensor>) -> CResult<Self> {
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (i, l) in self.layers.iter().enumerate() {
-            let residual = match &l.residual {
-                Some((w, b)) => Some((
-                    f(&format!("layer{i}.residual.weight"), w)?,
-                    f(&format!("layer{i}.residual.bias"), b)?,
-                )),
-                None => None,
-            };
-            layers.push(WavenetLayer {
-                dilation: l.dilation,
-                filter_gate_w: f(&format!("layer{i}.filter_gate.weight"), &l.filter_gate_w)?,
-                filter_gate_b: f(&format!("layer{i}.filter_gate.bias"), &l.filter_gate_b)?,
-                residual,
-                skip_w: f(&format!("layer{i}.skip.weight"), &l.skip_w)?,
-                skip_b: f(&format!("layer{i}.skip.bias"), &l.skip_b)?,
-            });
-        }
-        Ok(Self {
-            embedding: f("embedding.weight", &self.embedding)?,
-            layers,
-            head1_w: f("head1.weight", &self.head1_w)?,
-            head1_b: f("head1.bias", &self.head1_b)?,
-            head2_w: f("head2.weight", &self.head2_w)?,
-            head2_b: f("head2.bias", &self.head2_b)?,
-        })
-    }
-
-    /// Builds the network from tensors looked up by file name; `get` must
-    /// return a tensor of the given shape or an error.
-    fn assemble(
-        config: &WavenetConfig,
-        mut get: impl FnMut(&str, &[usize]) -> Result<Tensor, ModelFileError>,
-    ) -> Result<Self, ModelFileError> {
-        let (r, d, s, c) = (
-            config.residual_channels,
-            config.dilation_channels,
-            config.skip_channels,
-            config.classes,
-        );
-        let mut layers = Vec::with_capacity(config.num_layers());
-        for (i, &dilation) in config.dilations.iter().enumerate() {
-            let residual = if config.has_residual(i) {
-                Some((
-                    get(&format!("layer{i}.residual.weight"), &[d, r])?,
-                    get(&format!("layer{i}.residual.bias"), &[r])?,
-                ))
-            } else {
-                None
-            };
-            layers.push(WavenetLayer {
-                dilation,
-                filter_gate_w: get(&format!("layer{i}.filter_gate.weight"), &[2 * r, 2 * d])?,
-                filter_gate_b: get(&format!("layer{i}.filter_gate.bias"), &[2 * d])?,
-                residual,
-                skip_w: get(&format!("layer{i}.skip.weight"), &[d, s])?,
-                skip_b: get(&format!("layer{i}.skip.bias"), &[s])?,
-            });
-        }
-        Ok(Self {
-            embedding: get("embedding.weight", &[c, r])?,
-            layers,
-            head1_w: get("head1.weight", &[s, s])?,
-            head1_b: get("head1.bias", &[s])?,
-            head2_w: get("head2.weight", &[s, c])?,
-            head2_b: get("head2.bias", &[c])?,
-        })
+        let c = logits.dim(1)?;
+        logits.reshape((batch, out_len, c))
     }
 }
 
-/// A WaveNet together with its metadata.
-#[derive(Debug, Clone)]
-pub struct WavenetModel {
-    /// Name, rate, training summary (no class names: the classes are µ-law
-    /// levels).
-    pub meta: ModelMeta,
-    /// Architecture.
-    pub config: WavenetConfig,
-    /// Tensors.
-    pub net: WavenetNet,
-}
+/// A WaveNet together with its metadata (no class names: the classes are
+/// µ-law levels).
+pub type WavenetModel = Model<WavenetNet>;
 
 impl WavenetModel {
     /// A freshly initialised (untrained) network, deterministic for a seed:
@@ -453,110 +456,22 @@ impl WavenetModel {
             return Err(ModelFileError::InvalidConfig("sample_rate is 0".into()));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (r, d, s) = (
-            config.residual_channels,
-            config.dilation_channels,
-            config.skip_channels,
-        );
-        let net = WavenetNet::assemble(&config, |name, shape| {
-            let n: usize = shape.iter().product();
-            let t = if name.ends_with(".bias") {
-                Tensor::zeros(shape, DType::F32, device)?
-            } else {
-                let std = match name {
-                    "embedding.weight" => 1.0,
-                    "head1.weight" => (2.0 / s as f32).sqrt(),
-                    "head2.weight" => (1.0 / s as f32).sqrt(),
-                    n if n.ends_with("filter_gate.weight") => (1.0 / (2 * r) as f32).sqrt(),
-                    _ => (1.0 / d as f32).sqrt(),
-                };
-                Tensor::from_vec(normal_vec(&mut rng, n, std), shape, device)?
+        let net = config.shapes().try_map(|name, role, shape| -> CResult<Tensor> {
+            // Weights are `[in, out]`: the fan-in is the first dimension.
+            let std = match role {
+                Role::Embedding => 1.0,
+                Role::Weight if name == "head1.weight" => (2.0 / shape[0] as f32).sqrt(),
+                Role::Weight => (1.0 / shape[0] as f32).sqrt(),
+                _ => return Tensor::zeros(shape.as_slice(), DType::F32, device),
             };
-            Ok(t)
+            let n = shape.iter().product();
+            Tensor::from_vec(normal_vec(&mut rng, n, std), shape.as_slice(), device)
         })?;
-        let meta = ModelMeta {
-            format_version: FORMAT_VERSION,
-            kind: ModelKind::Wavenet,
-            name: UNTRAINED_NAME.into(),
-            sample_rate,
-            class_names: Vec::new(),
-            config: serde_json::to_value(&config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?,
-            training: Default::default(),
-        };
-        Ok(Self { meta, config, net })
+        Model::new(config, net, UNTRAINED_NAME, sample_rate, Vec::new())
     }
 
     /// Samples of context each prediction sees.
     pub fn receptive_field(&self) -> usize {
         self.config.receptive_field()
     }
-
-    /// Loads and validates a WaveNet from file bytes.
-    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ModelFileError> {
-        Self::from_raw(&RawModel::from_bytes(bytes)?, device)
-    }
-
-    /// Loads and validates a WaveNet from disk.
-    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelFileError> {
-        Self::from_raw(&RawModel::read(path)?, device)
-    }
-
-    /// Validates kind, config (including the stored receptive field) and
-    /// every tensor's shape.
-    pub fn from_raw(raw: &RawModel, device: &Device) -> Result<Self, ModelFileError> {
-        let config = config_from_raw(raw)?;
-        let net = WavenetNet::assemble(&config, |name, shape| raw.tensor(name, shape, device))?;
-        Ok(Self {
-            meta: raw.meta.clone(),
-            config,
-            net,
-        })
-    }
-
-    /// The model as a raw container, ready to write.
-    pub fn to_raw(&self) -> Result<RawModel, ModelFileError> {
-        let mut raw = RawModel {
-            meta: self.meta.clone(),
-            tensors: HashMap::new(),
-        };
-        raw.meta.config =
-            serde_json::to_value(&self.config).map_err(|e| ModelFileError::BadMetadata(e.to_string()))?;
-        for (name, t) in self.net.named_tensors() {
-            raw.insert(&name, &t)?;
-        }
-        Ok(raw)
-    }
-
-    /// Writes the model file.
-    pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
-        self.to_raw()?.write(path)
-    }
-}
-
-/// Checks that a raw model is a WaveNet with a valid config, and returns
-/// the config. Tensor shapes are checked when the tensors are taken.
-pub(crate) fn config_from_raw(raw: &RawModel) -> Result<WavenetConfig, ModelFileError> {
-    raw.expect_kind(ModelKind::Wavenet)?;
-    // Deserialising runs validate() and the receptive-field check.
-    serde_json::from_value(raw.meta.config.clone()).map_err(|e| ModelFileError::InvalidConfig(e.to_string()))
-}
-
-/// The data of a raw tensor of exactly the given shape, without candle.
-pub(crate) fn raw_data<'a>(
-    raw: &'a RawModel,
-    name: &str,
-    shape: &[usize],
-) -> Result<&'a [f32], ModelFileError> {
-    let (found, data) = raw
-        .tensors
-        .get(name)
-        .ok_or_else(|| ModelFileError::MissingTensor(name.to_string()))?;
-    if found.as_slice() != shape || data.len() != shape.iter().product::<usize>() {
-        return Err(ModelFileError::WrongShape {
-            name: name.to_string(),
-            expected: shape.to_vec(),
-            found: found.clone(),
-        });
-    }
-    Ok(data)
 }

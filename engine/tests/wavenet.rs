@@ -6,12 +6,12 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::likelihood::{nll_of, sequence_nll, Scorer};
-use reverie_engine::model_file::{ModelFileError, ModelKind, RawModel};
+use reverie_engine::model_file::{Layout, ModelFileError, ModelKind, RawModel, Role};
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_engine::sampler::{sample_class, NaiveSampler, Sampler};
-use reverie_engine::wavenet::{dilation_stacks, WavenetConfig, WavenetModel};
+use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
 
 const RATE: u32 = 16_000;
 const TOLERANCE: f32 = 1e-4;
@@ -33,8 +33,8 @@ fn random_model(config: WavenetConfig, seed: u64) -> WavenetModel {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     model.net = model
         .net
-        .map_tensors(|name, t| {
-            if name.ends_with(".bias") {
+        .try_map(|_, role, t| {
+            if role == Role::Bias {
                 Tensor::from_vec(normal_vec(&mut rng, t.elem_count(), 0.3), t.shape(), t.device())
             } else {
                 Ok(t.clone())
@@ -61,7 +61,7 @@ fn random_classes(n: usize, classes: usize, seed: u64) -> Vec<usize> {
 fn candle_logits(model: &WavenetModel, classes: &[usize]) -> Vec<Vec<f32>> {
     let ids: Vec<u32> = classes.iter().map(|&c| c as u32).collect();
     let x = Tensor::from_vec(ids, (1, classes.len()), &Device::Cpu).unwrap();
-    let y = model.net.forward(&x).unwrap();
+    let y = model.net.forward(&x, Padding::Causal).unwrap();
     assert_eq!(y.dims(), &[1, classes.len(), model.config.classes]);
     y.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
 }
@@ -247,7 +247,7 @@ fn batched_forward_matches_one_sequence_at_a_time() {
     let seqs: Vec<Vec<usize>> = (0..3).map(|i| random_classes(40, 64, i)).collect();
     let ids: Vec<u32> = seqs.iter().flatten().map(|&c| c as u32).collect();
     let x = Tensor::from_vec(ids, (3, 40), &Device::Cpu).unwrap();
-    let y = model.net.forward(&x).unwrap();
+    let y = model.net.forward(&x, Padding::Causal).unwrap();
     assert_eq!(y.dims(), &[3, 40, 64]);
     for (b, seq) in seqs.iter().enumerate() {
         let alone = candle_logits(&model, seq);
@@ -256,17 +256,93 @@ fn batched_forward_matches_one_sequence_at_a_time() {
             assert!(max_abs_diff(&alone[t], &batched[t]) <= 1e-5, "batch {b} t {t}");
         }
     }
-    // Sequences shorter than the dilations only see the padding.
+    // Sequences shorter than the dilations only see the padding: the
+    // layers whose dilation is at least the length (4 and 8 here) never
+    // see an input through their past tap, so its weights cannot matter,
+    // and each output is what the same positions of a longer sequence give.
     let short = candle_logits(&model, &seqs[0][..3]);
     assert_eq!(short.len(), 3);
+    let long = candle_logits(&model, &seqs[0]);
+    for t in 0..3 {
+        assert!(max_abs_diff(&short[t], &long[t]) <= 1e-5, "t {t}");
+    }
+    let without_past_tap = |min_dilation: usize| {
+        let mut m = model.clone();
+        for layer in &mut m.net.layers {
+            if layer.dilation >= min_dilation {
+                let (two_r, two_d) = layer.filter_gate_w.dims2().unwrap();
+                let now = layer.filter_gate_w.narrow(0, two_r / 2, two_r / 2).unwrap();
+                let past = Tensor::zeros((two_r / 2, two_d), DType::F32, &Device::Cpu).unwrap();
+                layer.filter_gate_w = Tensor::cat(&[&past, &now], 0).unwrap();
+            }
+        }
+        candle_logits(&m, &seqs[0][..3])
+    };
+    let padding_only = without_past_tap(3);
+    for t in 0..3 {
+        assert!(max_abs_diff(&short[t], &padding_only[t]) <= 1e-6, "t {t}");
+    }
+    // The check can fail: the shorter dilations do see the sequence.
+    let all = without_past_tap(1);
+    assert!(max_abs_diff(&short[2], &all[2]) > 1e-3);
     // A class index out of range is an error, not a panic.
     let bad = Tensor::from_vec(vec![3u32, 64], (1, 2), &Device::Cpu).unwrap();
-    assert!(model.net.forward(&bad).is_err());
+    assert!(model.net.forward(&bad, Padding::Causal).is_err());
     // i64 class indices work too.
     let ids: Vec<i64> = seqs[0].iter().map(|&c| c as i64).collect();
     let x = Tensor::from_vec(ids, (1, 40), &Device::Cpu).unwrap();
-    let y = model.net.forward(&x).unwrap().squeeze(0).unwrap();
+    let y = model
+        .net
+        .forward(&x, Padding::Causal)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     assert_eq!(y.to_vec2::<f32>().unwrap(), candle_logits(&model, &seqs[0]));
+}
+
+#[test]
+fn the_valid_forward_pass_is_the_causal_one_where_the_field_is_full() {
+    // Uneven dilations and channel counts, random weights and biases:
+    // every weight counts.
+    let config = config(&[1, 2, 4, 8, 1, 3], 6, 5, 7, 32);
+    let mut model = WavenetModel::init(config, RATE, 11, &Device::Cpu).unwrap();
+    let mut seed = 0u64;
+    model.net = model
+        .net
+        .try_map(|_, _, t| {
+            seed += 1;
+            let noise = normal_vec(&mut ChaCha8Rng::seed_from_u64(seed), t.elem_count(), 0.3);
+            t + Tensor::from_vec(noise, t.shape(), t.device())?
+        })
+        .unwrap();
+    let field = model.receptive_field();
+    assert_eq!(model.net.receptive_field(), field);
+    let (batch, time) = (3, field - 1 + 50);
+    let classes: Vec<u32> = (0..batch * time).map(|i| ((i * 7919) % 97 % 32) as u32).collect();
+    let x = Tensor::from_vec(classes, (batch, time), &Device::Cpu).unwrap();
+    let causal = model
+        .net
+        .forward(&x, Padding::Causal)
+        .unwrap()
+        .narrow(1, field - 1, 50)
+        .unwrap();
+    let valid = model.net.forward(&x, Padding::Valid).unwrap();
+    assert_eq!(valid.dims(), &[batch, 50, 32]);
+    let diff = (causal - valid)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    eprintln!("largest logit difference, valid against causal: {diff:e}");
+    assert!(diff < 1e-4, "{diff}");
+    let short = Tensor::zeros((1, field - 1), DType::U32, &Device::Cpu).unwrap();
+    assert!(
+        model.net.forward(&short, Padding::Valid).is_err(),
+        "shorter than the receptive field"
+    );
 }
 
 #[test]
@@ -275,18 +351,24 @@ fn gradients_reach_every_weight() {
     let mut vars = Vec::new();
     let net = model
         .net
-        .map_tensors(|name, t| {
+        .try_map(|name, _, t| {
             let v = candle_core::Var::from_tensor(t)?;
             vars.push((name.to_string(), v.clone()));
-            Ok(v.as_tensor().clone())
+            candle_core::Result::Ok(v.as_tensor().clone())
         })
         .unwrap();
-    assert_eq!(vars.len(), model.config.tensor_shapes().len());
+    // Every tensor the architecture has, by name and shape.
+    let shapes = model.config.shapes();
+    let shapes = shapes.named();
+    assert_eq!(vars.len(), shapes.len());
+    for ((name, v), (expected, _, shape)) in vars.iter().zip(&shapes) {
+        assert_eq!((name, v.dims()), (expected, shape.as_slice()));
+    }
     let seq = random_classes(33, 16, 5);
     let ids: Vec<u32> = seq.iter().map(|&c| c as u32).collect();
     let x = Tensor::from_vec(ids[..32].to_vec(), (1, 32), &Device::Cpu).unwrap();
     let target = Tensor::from_vec(ids[1..].to_vec(), 32, &Device::Cpu).unwrap();
-    let logits = net.forward(&x).unwrap().squeeze(0).unwrap();
+    let logits = net.forward(&x, Padding::Causal).unwrap().squeeze(0).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();
     let grads = loss.backward().unwrap();
     for (name, v) in &vars {
@@ -641,19 +723,19 @@ fn inconsistent_configs_are_rejected() {
 fn the_default_model_builds_and_runs() {
     let model = WavenetModel::init(WavenetConfig::default(), RATE, 0, &Device::Cpu).unwrap();
     assert_eq!(model.receptive_field(), 2047);
-    let n: usize = model
-        .net
-        .named_tensors()
-        .iter()
-        .map(|(_, t)| t.elem_count())
-        .sum();
-    let expected: usize = model
-        .config
-        .tensor_shapes()
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
-    assert_eq!(n, expected);
+    // The tensors are those the architecture has, 245 472 parameters.
+    let shapes = model.config.shapes();
+    let shapes = shapes.named();
+    let tensors = model.net.named();
+    assert_eq!(tensors.len(), shapes.len());
+    for ((name, role, t), (expected, expected_role, shape)) in tensors.iter().zip(&shapes) {
+        assert_eq!(
+            (name, role, t.dims()),
+            (expected, expected_role, shape.as_slice())
+        );
+    }
+    let n: usize = tensors.iter().map(|(_, _, t)| t.elem_count()).sum();
+    assert_eq!(n, 245_472);
     let mut sampler = Sampler::from_model(&model).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let audio = sampler.generate(500, 1.0, &mut rng);

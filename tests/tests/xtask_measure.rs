@@ -106,7 +106,10 @@ fn pitch_tells_a_note_from_noise() {
     cargo_xtask_fails(&["pitch", missing.to_str().unwrap()], "does not exist");
 
     // One strip per file, 10 ms per pixel column (past the end of these
-    // 1 s files too, wider than the labels).
+    // 1 s files too, wider than the labels), between a 76-pixel frequency
+    // axis and a 16-pixel margin; each strip a 26-pixel label, 180 rows and
+    // a 24-pixel time axis, the last one 20 pixels more for its title, all
+    // below a 6-pixel margin.
     let png = dir.join("pictures/both.png");
     let out = cargo_xtask(&[
         "spectrogram",
@@ -121,7 +124,10 @@ fn pitch_tells_a_note_from_noise() {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
     let reader = decoder.read_info().unwrap();
     let info = reader.info();
-    assert_eq!((info.width, info.height), (16 + 500, 8 + 2 * (16 + 180 + 8)));
+    assert_eq!(
+        (info.width, info.height),
+        (76 + 500 + 16, 6 + 2 * (26 + 180 + 24) + 20)
+    );
     cargo_xtask_fails(
         &[
             "spectrogram",

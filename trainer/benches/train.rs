@@ -7,7 +7,8 @@ use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;
 use reverie_engine::perception::PerceptionConfig;
-use reverie_trainer::train::{Example, FrontendInit, TrainConfig, TrainData, Trainer};
+use reverie_trainer::perception::{Example, FrontendInit, PerceptionTrainer, TrainConfig, TrainData};
+use reverie_trainer::run::Schedule;
 
 /// Ten classes of four-second noise clips with class-dependent colour:
 /// the step's cost does not depend on what the clips hold.
@@ -37,7 +38,7 @@ fn data() -> TrainData {
 
 fn bench(c: &mut Criterion) {
     let data = data();
-    let model = Trainer::init_model(
+    let model = PerceptionTrainer::init_model(
         PerceptionConfig::default(),
         &data,
         0,
@@ -45,11 +46,15 @@ fn bench(c: &mut Criterion) {
         &Device::Cpu,
     )
     .expect("model");
+    let defaults = TrainConfig::default();
     let config = TrainConfig {
-        epochs: 1000,
-        ..TrainConfig::default()
+        schedule: Schedule {
+            epochs: 1000,
+            ..defaults.schedule.clone()
+        },
+        ..defaults
     };
-    let mut trainer = Trainer::new(model, config, &data).expect("trainer");
+    let mut trainer = PerceptionTrainer::new(model, config, &data).expect("trainer");
     let mut group = c.benchmark_group("train");
     group.sample_size(10);
     group.bench_function("adamw_step_batch_32", |b| {

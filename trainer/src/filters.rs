@@ -7,7 +7,9 @@ pub use reverie_engine::filters::{
     db_to_level, default_fft_len, filter_spectra, first_layer_kernels, heat, FilterSpectra, FiltersError,
 };
 
-use crate::plot::{text_height, text_width, Image};
+use plotters::prelude::*;
+
+use crate::plot::{colour, draw_err, tick, Image, PlotError, FONT};
 
 /// How to draw the spectra.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,9 +18,9 @@ pub struct FilterImageOptions {
     pub column_width: usize,
     /// Magnitude (dB below each filter's peak) drawn as black.
     pub floor_db: f32,
-    /// Whether to add a title, a frequency axis and an x label around the
-    /// spectra. Without, the image is exactly the spectra:
-    /// `filters * column_width` by `fft_len / 2` pixels.
+    /// Whether to add a title, axes and a colour scale around the spectra.
+    /// Without, the image is exactly the spectra: `filters * column_width`
+    /// by `fft_len / 2` pixels.
     pub labels: bool,
 }
 
@@ -32,60 +34,101 @@ impl Default for FilterImageOptions {
     }
 }
 
-/// Margins around the spectra when labels are drawn: left, right, top, bottom.
-const MARGINS: (usize, usize, usize, usize) = (64, 12, 34, 34);
-const FONT: i64 = 2;
+/// Space around the spectra when labels are drawn: left (frequency axis),
+/// right (colour scale), top (title), bottom (filter axis).
+const MARGINS: (usize, usize, usize, usize) = (80, 100, 44, 64);
+/// Space left of the frequency axis's description.
+const EDGE: usize = 14;
+/// Text and axes on the dark background.
+const INK: RGBColor = RGBColor(230, 230, 230);
 
 /// Draws the spectra (see [`FilterImageOptions::labels`] for the size).
-pub fn render_filters(spectra: &FilterSpectra, opts: &FilterImageOptions) -> Image {
+pub fn render_filters(spectra: &FilterSpectra, opts: &FilterImageOptions) -> Result<Image, PlotError> {
     let cw = opts.column_width.max(1);
     let bins = spectra.bins();
     let plot_w = spectra.db.len() * cw;
     let (l, r, t, b) = if opts.labels { MARGINS } else { (0, 0, 0, 0) };
     let mut img = Image::new(plot_w + l + r, bins + t + b, [0, 0, 0]);
+    if opts.labels {
+        draw_labels(&mut img, spectra, plot_w, opts.floor_db)?;
+    }
     let floor = opts.floor_db.min(-1e-3);
     for (col, db) in spectra.db.iter().enumerate() {
         for (bin, &v) in db.iter().enumerate() {
             let level = db_to_level(v, floor);
-            let colour = heat(level);
             // Low frequencies at the bottom, as on a spectrogram.
-            let y = (t + bins - 1 - bin) as i64;
+            let y = t + bins - 1 - bin;
             for dx in 0..cw {
-                img.set((l + col * cw + dx) as i64, y, colour);
+                img.set(l + col * cw + dx, y, heat(level));
             }
         }
     }
-    if opts.labels {
-        draw_labels(&mut img, spectra, plot_w, opts.floor_db);
-    }
-    img
+    Ok(img)
 }
 
-fn draw_labels(img: &mut Image, spectra: &FilterSpectra, plot_w: usize, floor_db: f32) {
-    let (l, _, t, _) = MARGINS;
-    let ink = [230, 230, 230];
+/// Title, frequency axis (kHz), filter axis and the dB colour scale around
+/// the area the spectra fill.
+fn draw_labels(
+    img: &mut Image,
+    spectra: &FilterSpectra,
+    plot_w: usize,
+    floor_db: f32,
+) -> Result<(), PlotError> {
+    let (l, r, t, b) = MARGINS;
     let bins = spectra.bins();
+    let filters = spectra.db.len();
     let nyquist_khz = spectra.sample_rate as f64 / 2000.0;
-    for tick in crate::plot::nice_ticks(0.0, nyquist_khz, 6) {
-        let bin = tick / nyquist_khz * bins as f64;
-        let y = (t + bins) as i64 - 1 - bin.round() as i64;
-        img.line((l as i64 - 5, y), (l as i64 - 1, y), 1, ink);
-        let label = format!("{tick}");
-        let x = l as i64 - 8 - text_width(&label, FONT);
-        img.text(x, y - text_height(FONT) / 2, &label, FONT, ink);
-    }
-    img.text(4, 4, "KHZ", FONT, ink);
-    let title = format!("first-layer filters, magnitude in dB (0 to {floor_db:.0})");
-    img.text(l as i64, 10, &title, FONT, ink);
-    let x_label = format!("{} filters sorted by peak frequency", spectra.db.len());
-    let y = (t + bins) as i64 + 12;
-    img.text(
-        l as i64 + (plot_w as i64 - text_width(&x_label, FONT)) / 2,
-        y,
-        &x_label,
-        FONT,
-        ink,
-    );
+    let text = |size: u32| (FONT, size).into_font().color(&INK);
+    img.draw(|root| {
+        root.draw_text(
+            &format!("first-layer filters: magnitude spectra, sorted by peak frequency ({filters} filters)"),
+            &text(18),
+            (l as i32, 12),
+        )
+        .map_err(draw_err)?;
+        // The axis description is drawn at the label area's outer edge:
+        // keep it inside the picture.
+        let mut chart = ChartBuilder::on(root)
+            .margin_top(t as u32)
+            .margin_right(r as u32)
+            .margin_left(EDGE as u32)
+            .x_label_area_size(b as u32)
+            .y_label_area_size((l - EDGE) as u32)
+            .build_cartesian_2d(0.0..filters as f64, 0.0..nyquist_khz)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .axis_style(INK)
+            .label_style(text(14))
+            .axis_desc_style(text(15))
+            .x_desc("filter (sorted by peak frequency)")
+            .y_desc("frequency (kHz)")
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .draw()
+            .map_err(draw_err)?;
+        // The colour scale: 0 dB (each filter's peak) at the top.
+        let x0 = (l + plot_w + 24) as i32;
+        for y in 0..bins {
+            let level = 1.0 - y as f32 / (bins.max(2) - 1) as f32;
+            let y = (t + y) as i32;
+            root.draw(&Rectangle::new(
+                [(x0, y), (x0 + 14, y + 1)],
+                colour(heat(level)).filled(),
+            ))
+            .map_err(draw_err)?;
+        }
+        let label_x = x0 + 20;
+        root.draw_text("0 dB", &text(14), (label_x, t as i32 - 6))
+            .map_err(draw_err)?;
+        root.draw_text(
+            &format!("{floor_db:.0} dB"),
+            &text(14),
+            (label_x, (t + bins) as i32 - 10),
+        )
+        .map_err(draw_err)
+    })
 }
 
 /// Band-pass first-layer kernels: `filters` Hann-windowed sinusoids at

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::csv_table;
+
 /// Counts of (true class, predicted class) pairs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfusionMatrix {
@@ -149,25 +151,24 @@ pub const CSV_HEADER: &str =
 
 /// The epochs as CSV, header included.
 pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
-    for m in epochs {
-        let _ = writeln!(
-            out,
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:e},{:.2},{:.2}",
-            m.epoch,
-            m.step,
-            m.train_loss,
-            m.train_accuracy,
-            m.val_loss,
-            m.val_accuracy,
-            m.val_window_accuracy,
-            m.lr,
-            m.seconds,
-            m.clips_per_second
-        );
-    }
-    out
+    csv_table(
+        CSV_HEADER,
+        epochs.iter().map(|m| {
+            format!(
+                "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:e},{:.2},{:.2}",
+                m.epoch,
+                m.step,
+                m.train_loss,
+                m.train_accuracy,
+                m.val_loss,
+                m.val_accuracy,
+                m.val_window_accuracy,
+                m.lr,
+                m.seconds,
+                m.clips_per_second
+            )
+        }),
+    )
 }
 
 /// Every epoch's confusion matrix, newest last, as one text file.

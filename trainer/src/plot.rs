@@ -1,14 +1,29 @@
-//! Small raster plots written as PNG without system fonts or a plotting
-//! stack: an RGB canvas, lines, a built-in 3×5 pixel font for axis labels,
-//! and a line chart for training curves.
+//! Charts and pictures written as PNG. plotters draws them on an RGB
+//! buffer, with a font that ships inside a crate (Ubuntu Light from
+//! `epaint_default_fonts`, registered with plotters' ab_glyph text), so
+//! nothing depends on the system's fonts.
 
 use std::io::BufWriter;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use ab_glyph::{Font, FontRef, ScaleFont};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use plotters_backend::text_anchor::{HPos, VPos};
+use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 
 /// An RGB colour.
 pub type Rgb = [u8; 3];
 
-/// Why an image could not be written.
+/// The font family every picture's text is drawn in.
+pub const FONT: &str = "sans-serif";
+
+/// The font's file.
+const FONT_BYTES: &[u8] = epaint_default_fonts::UBUNTU_LIGHT;
+
+/// Why an image could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     /// Creating or writing the file failed.
@@ -28,6 +43,14 @@ pub enum PlotError {
         /// What the encoder said.
         reason: String,
     },
+    /// Drawing failed (e.g. the built-in font could not be loaded).
+    #[error("cannot draw the picture: {0}")]
+    Draw(String),
+}
+
+/// Turns any drawing error into a [`PlotError::Draw`].
+pub(crate) fn draw_err(e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw(e.to_string())
 }
 
 /// An RGB image, row-major, top row first.
@@ -60,63 +83,27 @@ impl Image {
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
 
-    /// Sets a pixel; coordinates outside the image are ignored so callers
-    /// can draw shapes that overhang the edge.
-    pub fn set(&mut self, x: i64, y: i64, colour: Rgb) {
-        if x < 0 || y < 0 || x as usize >= self.width || y as usize >= self.height {
-            return;
-        }
-        let i = 3 * (y as usize * self.width + x as usize);
-        self.pixels[i..i + 3].copy_from_slice(&colour);
-    }
-
-    /// Fills a rectangle (clipped to the image).
-    pub fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, colour: Rgb) {
-        for yy in y..y + h {
-            for xx in x..x + w {
-                self.set(xx, yy, colour);
-            }
+    /// Sets a pixel; coordinates outside the image are ignored.
+    pub fn set(&mut self, x: usize, y: usize, colour: Rgb) {
+        if x < self.width && y < self.height {
+            let i = 3 * (y * self.width + x);
+            self.pixels[i..i + 3].copy_from_slice(&colour);
         }
     }
 
-    /// A straight line, `thickness` pixels wide (Bresenham with a square pen).
-    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), thickness: i64, colour: Rgb) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        let half = thickness / 2;
-        loop {
-            self.fill_rect(x - half, y - half, thickness.max(1), thickness.max(1), colour);
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
-    /// Draws `text` with the built-in font, top-left at `(x, y)`, each font
-    /// pixel `scale` pixels square. Lower case is drawn as upper case;
-    /// characters the font lacks are drawn as blanks.
-    pub fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, colour: Rgb) {
-        for (i, ch) in text.chars().enumerate() {
-            let rows = glyph(ch);
-            let left = x + i as i64 * 4 * scale;
-            for (r, bits) in rows.iter().enumerate() {
-                for c in 0..3 {
-                    if bits & (0b100 >> c) != 0 {
-                        self.fill_rect(left + c * scale, y + r as i64 * scale, scale, scale, colour);
-                    }
-                }
-            }
-        }
+    /// Draws on the image with plotters: `draw` gets the whole image as a
+    /// drawing area, with the built-in font registered.
+    pub fn draw(
+        &mut self,
+        draw: impl FnOnce(&DrawingArea<Canvas<'_>, Shift>) -> Result<(), PlotError>,
+    ) -> Result<(), PlotError> {
+        register_builtin_font()?;
+        let font = FontRef::try_from_slice(FONT_BYTES).map_err(draw_err)?;
+        let size = (self.width as u32, self.height as u32);
+        let bitmap = BitMapBackend::with_buffer(&mut self.pixels, size);
+        let root = Canvas { bitmap, font }.into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(draw_err)
     }
 
     /// Writes the image as an 8-bit RGB PNG.
@@ -139,68 +126,156 @@ impl Image {
     }
 }
 
-/// Width in pixels of `text` drawn at `scale`.
-pub fn text_width(text: &str, scale: i64) -> i64 {
-    (text.chars().count() as i64 * 4 - 1).max(0) * scale
-}
-
-/// Height in pixels of a line of text drawn at `scale`.
-pub fn text_height(scale: i64) -> i64 {
-    5 * scale
-}
-
-/// The 3×5 glyph of `ch`: five rows, the top first, bit 2 = left column.
-fn glyph(ch: char) -> [u8; 5] {
-    match ch.to_ascii_uppercase() {
-        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
-        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
-        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
-        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
-        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
-        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
-        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
-        '7' => [0b111, 0b001, 0b001, 0b010, 0b010],
-        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
-        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
-        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
-        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
-        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
-        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
-        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
-        'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
-        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
-        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
-        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
-        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
-        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
-        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
-        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
-        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
-        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
-        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
-        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
-        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
-        'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
-        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
-        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
-        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
-        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
-        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
-        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
-        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
-        '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
-        ',' => [0b000, 0b000, 0b000, 0b010, 0b100],
-        '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
-        '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
-        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
-        '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
-        '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
-        '=' => [0b000, 0b111, 0b000, 0b111, 0b000],
-        '(' => [0b010, 0b100, 0b100, 0b100, 0b010],
-        ')' => [0b010, 0b001, 0b001, 0b001, 0b010],
-        '_' => [0b000, 0b000, 0b000, 0b000, 0b111],
-        _ => [0; 5],
+/// Registers the built-in font with plotters, once per process.
+fn register_builtin_font() -> Result<(), PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError::Draw("the built-in font does not load".into()))
     }
+}
+
+/// plotters' bitmap backend, but with text drawn by ab_glyph here: plotters
+/// 0.3.7 draws each glyph of ab_glyph text where its advance starts,
+/// without the glyph's side bearing, so letters run into each other. The
+/// layout (plotters' own, from the same font) and everything else are
+/// plotters'.
+pub struct Canvas<'a> {
+    bitmap: BitMapBackend<'a>,
+    font: FontRef<'static>,
+}
+
+type CanvasError<'a> = DrawingErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>;
+
+impl<'a> DrawingBackend for Canvas<'a> {
+    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.bitmap.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> Result<(), CanvasError<'a>> {
+        self.bitmap.ensure_prepared()
+    }
+
+    fn present(&mut self) -> Result<(), CanvasError<'a>> {
+        self.bitmap.present()
+    }
+
+    fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), CanvasError<'a>> {
+        self.bitmap.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.bitmap.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), CanvasError<'a>> {
+        self.bitmap.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.bitmap.draw_path(path, style)
+    }
+
+    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.bitmap.fill_polygon(vert, style)
+    }
+
+    /// As plotters' default, anchored and turned the same way, with each
+    /// glyph at its own bounds.
+    fn draw_text<T: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &T,
+        pos: BackendCoord,
+    ) -> Result<(), CanvasError<'a>> {
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        let ((min_x, min_y), (max_x, max_y)) = style
+            .layout_box(text)
+            .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
+        let dx = match style.anchor().h_pos {
+            HPos::Left => 0,
+            HPos::Right => min_x - max_x,
+            HPos::Center => (min_x - max_x) / 2,
+        };
+        let dy = match style.anchor().v_pos {
+            VPos::Top => 0,
+            VPos::Center => (min_y - max_y) / 2,
+            VPos::Bottom => min_y - max_y,
+        };
+        let size = style.size() as f32;
+        let font = self.font.as_scaled(size);
+        let mut coverage = Vec::new();
+        let mut advance = 0.0f32;
+        let mut previous = None;
+        for c in text.chars() {
+            let id = font.glyph_id(c);
+            if let Some(p) = previous {
+                advance += font.kern(p, id);
+            }
+            previous = Some(id);
+            if let Some(glyph) = font.outline_glyph(font.scaled_glyph(c)) {
+                let bounds = glyph.px_bounds();
+                // plotters' vertical placement: half the size below the top.
+                let (gx, gy) = (
+                    (advance + bounds.min.x) as i32,
+                    (size / 2.0 + bounds.min.y) as i32,
+                );
+                glyph.draw(|x, y, a| coverage.push((gx + x as i32, gy + y as i32, a)));
+            }
+            advance += font.h_advance(id);
+        }
+        let transform = style.transform();
+        let (w, h) = self.get_size();
+        for (x, y, a) in coverage {
+            let (x, y) = transform.transform(x + dx - min_x, y + dy - min_y);
+            let (x, y) = (pos.0 + x, pos.1 + y);
+            if x >= 0 && x < w as i32 && y >= 0 && y < h as i32 {
+                let ink = BackendColor {
+                    alpha: color.alpha * f64::from(a),
+                    rgb: color.rgb,
+                };
+                self.bitmap.draw_pixel((x, y), ink)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Width and height in pixels of `text` at `size` in the built-in font.
+pub fn text_size(text: &str, size: u32) -> Result<(u32, u32), PlotError> {
+    register_builtin_font()?;
+    (FONT, size).into_font().box_size(text).map_err(draw_err)
+}
+
+/// A plotters colour.
+pub(crate) fn colour(c: Rgb) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
 }
 
 /// One curve of a chart.
@@ -219,8 +294,10 @@ pub struct Series {
 pub struct Chart {
     /// Title drawn above the plot.
     pub title: String,
-    /// Label under the x axis.
+    /// What the x axis measures, with its unit.
     pub x_label: String,
+    /// What the y axis measures, with its unit.
+    pub y_label: String,
     /// Image width in pixels.
     pub width: usize,
     /// Image height in pixels.
@@ -229,18 +306,12 @@ pub struct Chart {
     pub y_range: Option<(f64, f64)>,
 }
 
-const BACKGROUND: Rgb = [255, 255, 255];
-const INK: Rgb = [40, 40, 40];
-const GRID: Rgb = [225, 225, 225];
-const FONT: i64 = 2;
-
 /// Colours for successive series, distinguishable in print.
 pub const PALETTE: [Rgb; 4] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14]];
 
 impl Chart {
-    /// Draws the series with axes, tick labels and a legend.
-    pub fn render(&self, series: &[Series]) -> Image {
-        let mut img = Image::new(self.width, self.height, BACKGROUND);
+    /// Draws the series with labelled axes, a grid and a legend.
+    pub fn render(&self, series: &[Series]) -> Result<Image, PlotError> {
         let finite = |&&(x, y): &&(f64, f64)| x.is_finite() && y.is_finite();
         let all: Vec<(f64, f64)> = series
             .iter()
@@ -250,63 +321,90 @@ impl Chart {
         let (y0, y1) = self
             .y_range
             .unwrap_or_else(|| padded_range(all.iter().map(|p| p.1), true));
-
-        let (left, right, top, bottom) = (70i64, 20i64, 40i64, 45i64);
-        let (w, h) = (self.width as i64, self.height as i64);
-        let (pw, ph) = ((w - left - right).max(1), (h - top - bottom).max(1));
-        let to_px = |x: f64, y: f64| {
-            let px = left as f64 + (x - x0) / (x1 - x0) * pw as f64;
-            let py = (top + ph) as f64 - (y - y0) / (y1 - y0) * ph as f64;
-            (px.round() as i64, py.round() as i64)
-        };
-
-        for tick in nice_ticks(y0, y1, 6) {
-            let (_, py) = to_px(x0, tick);
-            img.line((left, py), (left + pw, py), 1, GRID);
-            let label = format_tick(tick);
-            let tx = left - 6 - text_width(&label, FONT);
-            img.text(tx, py - text_height(FONT) / 2, &label, FONT, INK);
-        }
-        for tick in nice_ticks(x0, x1, 6) {
-            let (px, _) = to_px(tick, y0);
-            img.line((px, top), (px, top + ph), 1, GRID);
-            let label = format_tick(tick);
-            img.text(px - text_width(&label, FONT) / 2, top + ph + 6, &label, FONT, INK);
-        }
-        img.line((left, top), (left, top + ph), 1, INK);
-        img.line((left, top + ph), (left + pw, top + ph), 1, INK);
-        img.text(
-            left + (pw - text_width(&self.x_label, FONT)) / 2,
-            h - 6 - text_height(FONT),
-            &self.x_label,
-            FONT,
-            INK,
-        );
-        img.text(left, 8, &self.title, FONT, INK);
-
-        let mut legend_x = left + pw;
-        for s in series.iter().rev() {
-            legend_x -= text_width(&s.label, FONT) + 26;
-            img.fill_rect(legend_x, 26, 14, 4, s.colour);
-            img.text(legend_x + 18, 24, &s.label, FONT, s.colour);
-        }
-
-        for s in series {
-            let pts: Vec<(i64, i64)> = s
-                .points
-                .iter()
-                .filter(finite)
-                .map(|&(x, y)| to_px(x, y))
-                .collect();
-            if pts.len() == 1 {
-                img.fill_rect(pts[0].0 - 2, pts[0].1 - 2, 5, 5, s.colour);
+        let mut image = Image::new(self.width, self.height, [255, 255, 255]);
+        image.draw(|root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(&self.title, (FONT, 22))
+                .margin(12)
+                .x_label_area_size(48)
+                .y_label_area_size(72)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(draw_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
+                .label_style((FONT, 14))
+                .axis_desc_style((FONT, 16))
+                .light_line_style(RGBColor(235, 235, 235))
+                .bold_line_style(RGBColor(215, 215, 215))
+                .draw()
+                .map_err(draw_err)?;
+            for s in series {
+                let ink = colour(s.colour);
+                let points: Vec<(f64, f64)> = s.points.iter().filter(finite).copied().collect();
+                let drawn = if points.len() == 1 {
+                    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, ink.filled())))
+                } else {
+                    chart.draw_series(LineSeries::new(points, ink.stroke_width(2)))
+                };
+                drawn
+                    .map_err(draw_err)?
+                    .label(&s.label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ink.stroke_width(2)));
             }
-            for pair in pts.windows(2) {
-                img.line(pair[0], pair[1], 2, s.colour);
-            }
-        }
-        img
+            chart
+                .configure_series_labels()
+                .position(quiet_corner(&all, (x0, x1), (y0, y1)))
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(180, 180, 180))
+                .draw()
+                .map_err(draw_err)
+        })?;
+        Ok(image)
     }
+}
+
+/// A tick label: whole numbers without a fraction, others to three
+/// decimals at most, tiny ones in scientific notation.
+pub(crate) fn tick(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        return format!("{v:.1e}");
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// The corner of the plot with the fewest points near it, for the legend.
+fn quiet_corner(points: &[(f64, f64)], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
+    let near = |right: bool, top: bool| {
+        points
+            .iter()
+            .filter(|&&(x, y)| {
+                let fx = (x - x0) / (x1 - x0);
+                let fy = (y - y0) / (y1 - y0);
+                (if right { fx > 0.6 } else { fx < 0.4 }) && (if top { fy > 0.6 } else { fy < 0.4 })
+            })
+            .count()
+    };
+    // Ties go to the first: upper right, where readers look for a legend.
+    [
+        (SeriesLabelPosition::UpperRight, near(true, true)),
+        (SeriesLabelPosition::LowerRight, near(true, false)),
+        (SeriesLabelPosition::UpperLeft, near(false, true)),
+        (SeriesLabelPosition::LowerLeft, near(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, n)| n)
+    .map_or(SeriesLabelPosition::UpperRight, |(p, _)| p)
 }
 
 /// The data's range with a little margin, never empty.
@@ -328,38 +426,76 @@ fn padded_range(values: impl Iterator<Item = f64>, pad: bool) -> (f64, f64) {
     (lo, hi)
 }
 
-/// Round tick values (1, 2 or 5 × a power of ten apart) inside `[lo, hi]`.
-pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
-    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || max_ticks < 2 {
-        return vec![];
-    }
-    let raw = (hi - lo) / (max_ticks - 1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last).map(|i| i as f64 * step).collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn format_tick(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.0e}")
-    } else if a >= 10.0 || (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        trim(format!("{v:.2}"))
-    } else {
-        trim(format!("{v:.3}"))
+    #[test]
+    fn ticks_read_as_numbers() {
+        assert_eq!(tick(200.0), "200");
+        assert_eq!(tick(0.30000000000000004), "0.3");
+        assert_eq!(tick(-0.0), "0");
+        assert_eq!(tick(2.5e-4), "2.5e-4");
+        assert_eq!(tick(1.25), "1.25");
     }
-}
 
-fn trim(s: String) -> String {
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    #[test]
+    fn the_legend_goes_where_the_curves_are_not() {
+        let rising: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, i as f64)).collect();
+        let falling: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 9.0 - i as f64)).collect();
+        let range = ((0.0, 9.0), (0.0, 9.0));
+        assert_eq!(
+            quiet_corner(&rising, range.0, range.1),
+            SeriesLabelPosition::LowerRight
+        );
+        assert_eq!(
+            quiet_corner(&falling, range.0, range.1),
+            SeriesLabelPosition::UpperRight
+        );
+    }
+
+    /// Pixels in the rectangle `[x0, x1) x [y0, y1)` that are not white.
+    fn inked(image: &Image, (x0, x1): (usize, usize), (y0, y1): (usize, usize)) -> usize {
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.get(x, y) != [255, 255, 255])
+            .count()
+    }
+
+    #[test]
+    fn a_chart_has_its_curves_axes_and_labels() {
+        let chart = Chart {
+            title: "loss".into(),
+            x_label: "training step".into(),
+            y_label: "nats".into(),
+            width: 400,
+            height: 300,
+            y_range: None,
+        };
+        let series = [Series {
+            label: "train".into(),
+            colour: PALETTE[1],
+            points: vec![(0.0, 3.0), (10.0, 2.0), (20.0, f64::NAN), (30.0, 1.0)],
+        }];
+        let image = chart.render(&series).unwrap();
+        assert_eq!((image.width, image.height), (400, 300));
+        let red = (0..300)
+            .flat_map(|y| (0..400).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.get(x, y) == PALETTE[1])
+            .count();
+        assert!(red > 200, "the curve is drawn ({red} pixels)");
+        // Title above, tick labels and descriptions left of and under the plot.
+        assert!(inked(&image, (150, 250), (0, 30)) > 20);
+        assert!(inked(&image, (0, 60), (40, 250)) > 100);
+        assert!(inked(&image, (100, 350), (260, 300)) > 100);
+    }
+
+    #[test]
+    fn text_is_measured_in_the_builtin_font() {
+        let (w, h) = text_size("accuracy", 20).unwrap();
+        let (wide, _) = text_size("WWWWWWWW", 20).unwrap();
+        let (narrow, _) = text_size("iiiiiiii", 20).unwrap();
+        assert!(w > 40 && h > 10, "{w} x {h}");
+        assert!(wide > 2 * narrow, "a proportional font: {wide} vs {narrow}");
+    }
 }

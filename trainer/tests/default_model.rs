@@ -8,7 +8,7 @@ use candle_nn::ops::softmax_last_dim;
 use reverie_engine::defaults;
 use reverie_engine::dreamer::{normalise, Direction, DreamParams, DreamTarget, Dreamer};
 use reverie_engine::perception::PerceptionModel;
-use reverie_trainer::render::{ensure_soundfont, RenderConfig, Renderer, FAMILIES};
+use reverie_trainer::render::{find_soundfont, RenderConfig, Renderer, FAMILIES};
 
 /// A seed no training run used, so these clips are new to the model.
 const FRESH_SEED: u64 = 0xF2E5;
@@ -71,7 +71,7 @@ fn default_model_knows_the_instrument_families() {
 #[test]
 fn default_model_classifies_freshly_rendered_clips() {
     let model = model();
-    let renderer = Renderer::load(&ensure_soundfont().unwrap()).unwrap();
+    let renderer = Renderer::load(&find_soundfont().unwrap_or_else(|e| panic!("{e}"))).unwrap();
     let mut correct = Vec::new();
     for (family, f) in FAMILIES.iter().enumerate() {
         let audio = clip(&renderer, family, model.meta.sample_rate);
@@ -91,7 +91,7 @@ fn default_model_classifies_freshly_rendered_clips() {
 #[test]
 fn dreaming_toward_a_class_raises_its_score() {
     let model = model();
-    let renderer = Renderer::load(&ensure_soundfont().unwrap()).unwrap();
+    let renderer = Renderer::load(&find_soundfont().unwrap_or_else(|e| panic!("{e}"))).unwrap();
     let w = model.config.window;
     let piano = FAMILIES.iter().position(|f| f.name == "piano").unwrap();
     let audio = clip(&renderer, piano, model.meta.sample_rate);

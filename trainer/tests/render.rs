@@ -1,6 +1,6 @@
-//! Rendering the instrument dataset from the General MIDI SoundFont. The
-//! SoundFont is installed by the library's helper when missing (CI runs as
-//! root on a fresh Debian machine).
+//! Rendering the instrument dataset from the General MIDI SoundFont, which
+//! `scripts/test.sh` installs; without it these tests fail with the
+//! library's message saying what to install.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,13 +8,14 @@ use std::sync::OnceLock;
 
 use reverie_engine::pitch::pitchedness;
 use reverie_trainer::dataset::{load_dataset, DatasetConfig, Split};
-use reverie_trainer::render::{ensure_soundfont, RenderConfig, Renderer, DRY_PEAK, FAMILIES, SOLO_PIANO};
-use reverie_trainer::wavenet_train::{render_piano, PianoStyle};
+use reverie_trainer::render::{
+    find_soundfont, render_piano, PianoStyle, RenderConfig, Renderer, DRY_PEAK, FAMILIES, SOLO_PIANO,
+};
 
 fn renderer() -> &'static Renderer {
     static R: OnceLock<Renderer> = OnceLock::new();
     R.get_or_init(|| {
-        let path = ensure_soundfont().unwrap_or_else(|e| panic!("{e}"));
+        let path = find_soundfont().unwrap_or_else(|e| panic!("{e}"));
         Renderer::load(&path).unwrap_or_else(|e| panic!("{e}"))
     })
 }

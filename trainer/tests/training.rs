@@ -1,6 +1,8 @@
 //! Training loop, optimisers, checkpoints and the filter image, on a tiny
 //! network and synthetic tones so everything runs in seconds.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,17 +11,20 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reverie_engine::model_file::Layout;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
-use reverie_trainer::checkpoint::{Checkpoint, CheckpointError};
 use reverie_trainer::dataset::{Clip, Dataset, SourceFile, Split};
 use reverie_trainer::filters::{
     bandpass_kernels, filter_spectra, first_layer_kernels, render_filters, FilterImageOptions,
 };
 use reverie_trainer::metrics::ConfusionMatrix;
 use reverie_trainer::optim::{Optimizer, OptimizerConfig, OptimizerKind, Param};
-use reverie_trainer::train::{
-    Example, FrontendInit, LrSchedule, Observer, RunOptions, RunOutcome, StepResult, TrainConfig, TrainData,
-    Trainer, CHECKPOINT_FILE,
+use reverie_trainer::perception::{
+    Example, FrontendInit, Perception, PerceptionCheckpoint, PerceptionTrainer, StepResult, TrainConfig,
+    TrainData,
+};
+use reverie_trainer::run::{
+    LrSchedule, Observer, RunOptions, RunOutcome, Schedule, TrainError, CHECKPOINT_FILE,
 };
 
 const RATE: u32 = 8_000;
@@ -71,11 +76,13 @@ fn tones(train_per_class: usize, val_per_class: usize, seed: u64) -> TrainData {
 
 fn train_config(kind: OptimizerKind) -> TrainConfig {
     TrainConfig {
-        epochs: 4,
+        schedule: Schedule {
+            epochs: 4,
+            lr: 3e-3,
+            shape: LrSchedule::Constant,
+            warmup_steps: 0,
+        },
         batch_size: 4,
-        lr: 3e-3,
-        schedule: LrSchedule::Constant,
-        warmup_steps: 0,
         optimizer: OptimizerConfig::new(kind),
         val_windows: 2,
         log_every: 2,
@@ -83,17 +90,18 @@ fn train_config(kind: OptimizerKind) -> TrainConfig {
     }
 }
 
-fn new_trainer(data: &TrainData, kind: OptimizerKind) -> Trainer {
-    let model = Trainer::init_model(tiny_config(), data, 7, FrontendInit::Random, &Device::Cpu).unwrap();
-    Trainer::new(model, train_config(kind), data).unwrap()
+fn new_trainer(data: &TrainData, kind: OptimizerKind) -> PerceptionTrainer {
+    let model =
+        PerceptionTrainer::init_model(tiny_config(), data, 7, FrontendInit::Random, &Device::Cpu).unwrap();
+    PerceptionTrainer::new(model, train_config(kind), data).unwrap()
 }
 
 fn weights(model: &PerceptionModel) -> Vec<(String, Vec<f32>)> {
     model
         .net
-        .named_tensors()
+        .named()
         .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(n, _, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect()
 }
 
@@ -248,15 +256,15 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         first.checkpoint().unwrap().save(&path).unwrap();
         drop(first);
 
-        let loaded = Checkpoint::load(&path, &Device::Cpu).unwrap();
-        assert_eq!(loaded.progress.step, k as u64);
-        let mut resumed = Trainer::from_checkpoint(loaded, &data).unwrap();
+        let loaded = PerceptionCheckpoint::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(loaded.progress.counters.step, k as u64);
+        let mut resumed = PerceptionTrainer::from_checkpoint(loaded, &data).unwrap();
         assert!(!resumed.data_changed(&data));
-        assert_eq!(resumed.progress().step, k as u64);
-        assert_eq!(resumed.progress().epoch, 1);
+        assert_eq!(resumed.progress().counters.step, k as u64);
+        assert_eq!(resumed.progress().counters.epoch, 1);
         losses.extend((k..n).map(|_| resumed.step(&data).unwrap().loss));
 
-        assert_eq!(resumed.progress().step, n as u64);
+        assert_eq!(resumed.progress().counters.step, n as u64);
         let diff = max_abs_diff(&weights(straight.model()), &weights(resumed.model()));
         assert!(diff < 1e-6, "{kind}: weights differ by {diff}");
         for (a, b) in straight_losses.iter().zip(&losses) {
@@ -274,13 +282,13 @@ struct StopAfter {
     epochs_seen: usize,
 }
 
-impl Observer for StopAfter {
+impl Observer<Perception> for StopAfter {
     fn step(&mut self, result: &StepResult) {
         if result.step == self.steps {
             self.flag.store(true, Ordering::SeqCst);
         }
     }
-    fn epoch(&mut self, metrics: &reverie_trainer::metrics::EpochMetrics, classes: &[String]) {
+    fn metrics(&mut self, metrics: &reverie_trainer::metrics::EpochMetrics, classes: &[String]) {
         assert_eq!(metrics.confusion.total(), 4);
         assert_eq!(classes.len(), 2);
         self.epochs_seen += 1;
@@ -298,6 +306,7 @@ fn run_stops_on_the_flag_saves_and_resumes_to_the_end() {
         checkpoint_every: 0,
         stop: Some(flag.clone()),
         max_steps: None,
+        ..RunOptions::default()
     };
     let mut trainer = new_trainer(&data, OptimizerKind::AdamW);
     let mut observer = StopAfter {
@@ -308,20 +317,20 @@ fn run_stops_on_the_flag_saves_and_resumes_to_the_end() {
     let outcome = trainer.run(&data, &opts, &mut observer).unwrap();
     assert_eq!(outcome, RunOutcome::Stopped);
     assert_eq!(
-        trainer.progress().step,
+        trainer.progress().counters.step,
         4,
         "the step in flight when the flag was set finishes"
     );
     assert_eq!(observer.epochs_seen, 1);
-    let ckpt = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
-    assert_eq!(ckpt.progress.step, 4);
+    let ckpt = PerceptionCheckpoint::load(&run_dir.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
+    assert_eq!(ckpt.progress.counters.step, 4);
 
     flag.store(false, Ordering::SeqCst);
-    let mut resumed = Trainer::from_checkpoint(ckpt, &data).unwrap();
+    let mut resumed = PerceptionTrainer::from_checkpoint(ckpt, &data).unwrap();
     observer.steps = u64::MAX;
     let outcome = resumed.run(&data, &opts, &mut observer).unwrap();
     assert_eq!(outcome, RunOutcome::Finished);
-    assert_eq!(resumed.progress().step, 12);
+    assert_eq!(resumed.progress().counters.step, 12);
     assert_eq!(resumed.progress().history.len(), 4);
     assert_eq!(observer.epochs_seen, 4);
 
@@ -384,23 +393,25 @@ fn checkpoint_errors_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let model_path = dir.path().join("model.safetensors");
     trainer.finish(String::new()).unwrap().save(&model_path).unwrap();
-    let err = Checkpoint::load(&model_path, &Device::Cpu).unwrap_err();
-    assert!(matches!(err, CheckpointError::NotACheckpoint { .. }), "{err}");
+    let err = PerceptionCheckpoint::load(&model_path, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, TrainError::NotACheckpoint { .. }), "{err}");
     assert!(err.to_string().contains("not a checkpoint"));
 
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
-    let err = Checkpoint::load(&junk, &Device::Cpu).unwrap_err();
-    assert!(matches!(err, CheckpointError::Model { .. }), "{err}");
-    let missing = Checkpoint::load(&dir.path().join("absent"), &Device::Cpu).unwrap_err();
-    assert!(matches!(missing, CheckpointError::Io { .. }));
+    let err = PerceptionCheckpoint::load(&junk, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, TrainError::CheckpointModel { .. }), "{err}");
+    let missing = PerceptionCheckpoint::load(&dir.path().join("absent"), &Device::Cpu).unwrap_err();
+    assert!(matches!(missing, TrainError::CheckpointIo { .. }));
 
     // A checkpoint whose data no longer matches: other classes.
     let path = dir.path().join("ckpt.safetensors");
     trainer.checkpoint().unwrap().save(&path).unwrap();
     let mut other = data.clone();
     other.classes = vec!["a".into(), "b".into()];
-    let err = Trainer::from_checkpoint(Checkpoint::load(&path, &Device::Cpu).unwrap(), &other).unwrap_err();
+    let err =
+        PerceptionTrainer::from_checkpoint(PerceptionCheckpoint::load(&path, &Device::Cpu).unwrap(), &other)
+            .unwrap_err();
     assert!(err.to_string().contains("classes"), "{err}");
 }
 
@@ -497,7 +508,8 @@ fn bandpass_init_gives_mel_spaced_filters_of_he_norm() {
     assert!(gap(2) < gap(28));
 
     let data = tones(2, 1, 6);
-    let model = Trainer::init_model(tiny_config(), &data, 3, FrontendInit::Bandpass, &Device::Cpu).unwrap();
+    let model =
+        PerceptionTrainer::init_model(tiny_config(), &data, 3, FrontendInit::Bandpass, &Device::Cpu).unwrap();
     let first = first_layer_kernels(&model).unwrap();
     assert_eq!(first, bandpass_kernels(16, 100, RATE));
 }
@@ -505,7 +517,8 @@ fn bandpass_init_gives_mel_spaced_filters_of_he_norm() {
 #[test]
 fn filters_image_has_the_expected_size_and_is_not_blank() {
     let data = tones(2, 1, 6);
-    let model = Trainer::init_model(tiny_config(), &data, 3, FrontendInit::Random, &Device::Cpu).unwrap();
+    let model =
+        PerceptionTrainer::init_model(tiny_config(), &data, 3, FrontendInit::Random, &Device::Cpu).unwrap();
     let kernels = first_layer_kernels(&model).unwrap();
     assert_eq!((kernels.len(), kernels[0].len()), (16, 100));
     let spectra = filter_spectra(&kernels, RATE, 256).unwrap();
@@ -516,7 +529,7 @@ fn filters_image_has_the_expected_size_and_is_not_blank() {
         labels: false,
         ..FilterImageOptions::default()
     };
-    let img = render_filters(&spectra, &bare);
+    let img = render_filters(&spectra, &bare).unwrap();
     assert_eq!((img.width, img.height), (16 * 3, 128));
     let distinct: std::collections::BTreeSet<[u8; 3]> = (0..img.height)
         .flat_map(|y| (0..img.width).map(move |x| (x, y)))
@@ -531,7 +544,7 @@ fn filters_image_has_the_expected_size_and_is_not_blank() {
         assert!(brightest.unwrap() > 600, "column {col} is dark");
     }
 
-    let labelled = render_filters(&spectra, &FilterImageOptions::default());
+    let labelled = render_filters(&spectra, &FilterImageOptions::default()).unwrap();
     assert!(labelled.width > img.width && labelled.height > img.height);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("filters.png");
@@ -548,4 +561,45 @@ fn decode_png(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
+}
+
+/// `tests/data/perception-checkpoint.safetensors` was written by the
+/// trainer before its run core was shared with the WaveNet trainer (commit
+/// ba9c954): the tiny network, AdamW, after 4 steps on `tones(5, 2, 2)` and
+/// one validated epoch. It must still load, resume as that run went on, and
+/// be written back in the same format.
+#[test]
+fn a_checkpoint_of_the_earlier_trainer_resumes() {
+    let bytes = include_bytes!("data/perception-checkpoint.safetensors");
+    let path = std::path::Path::new("perception-checkpoint.safetensors");
+    let checkpoint = PerceptionCheckpoint::from_bytes(bytes, path, &Device::Cpu).unwrap();
+    assert_eq!(checkpoint.progress.counters.step, 4);
+    assert_eq!(checkpoint.progress.counters.epoch, 1);
+    assert_eq!(checkpoint.progress.history.len(), 1);
+    assert_eq!(checkpoint.optimizer.step, 4);
+    let c = &checkpoint.config;
+    assert_eq!(
+        (
+            c.schedule.epochs,
+            c.schedule.shape,
+            c.schedule.warmup_steps,
+            c.batch_size
+        ),
+        (4, LrSchedule::Cosine, 2, 4)
+    );
+    assert_eq!(c.schedule.lr, 3e-3);
+    assert_eq!(c.optimizer.kind, OptimizerKind::AdamW);
+
+    // Written back unchanged: the same state JSON and the same tensors.
+    let again = checkpoint.to_bytes().unwrap();
+    assert_eq!(common::checkpoint_parts(&again), common::checkpoint_parts(bytes));
+
+    // The steps the earlier trainer took next, from this checkpoint.
+    let data = tones(5, 2, 2);
+    let mut trainer = PerceptionTrainer::from_checkpoint(checkpoint, &data).unwrap();
+    assert!(!trainer.data_changed(&data));
+    let losses: Vec<f32> = (0..3).map(|_| trainer.step(&data).unwrap().loss).collect();
+    for (got, then) in losses.iter().zip([0.5666642f32, 0.498151, 0.3901405]) {
+        assert!((got - then).abs() < 1e-4, "{losses:?}");
+    }
 }

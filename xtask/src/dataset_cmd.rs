@@ -6,17 +6,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use reverie_trainer::render::{self, RenderConfig, Renderer, FAMILIES};
-use reverie_trainer::wavenet_train::{render_piano, PianoStyle};
+use reverie_trainer::render::{render_piano, PianoStyle, RenderConfig, Renderer, FAMILIES};
 
 use crate::progress::styled_bar;
+use crate::system_packages::ensure_soundfont;
 
 /// Which dataset to make.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum DatasetKind {
     /// Instrument families (piano, mallets, organ, guitar, bass, strings,
     /// brass, winds, synth, drums) rendered from the General MIDI SoundFont
-    /// of Debian's fluid-soundfont-gm, installed on first use when root.
+    /// of Debian's fluid-soundfont-gm, installed on first use when root
+    /// (unless $REVERIE_SOUNDFONT names another).
     Instruments,
     /// Dry solo acoustic grand piano (no labels), what `train wavenet`
     /// learns from; the same clips as its `--render-piano`.
@@ -91,6 +92,7 @@ pub fn render_piano_clips(
     if clips == 0 {
         bail!("rendering piano needs at least 1 clip");
     }
+    ensure_soundfont("rendering piano")?;
     let bar = styled_bar(
         clips as u64,
         "{spinner} rendering piano [{bar:40}] {pos}/{len} clips, ETA {eta}",
@@ -119,7 +121,7 @@ fn instruments(args: &DatasetArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..RenderConfig::default()
     };
-    let font = render::ensure_soundfont()?;
+    let font = ensure_soundfont("rendering the instrument dataset")?;
     let started = Instant::now();
     let renderer = Renderer::load(&font)?;
     let total = (FAMILIES.len() * args.clips) as u64;

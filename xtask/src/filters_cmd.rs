@@ -48,7 +48,7 @@ pub fn run(args: &FiltersArgs) -> anyhow::Result<()> {
         floor_db: args.floor_db,
         labels: !args.no_labels,
     };
-    let image = render_filters(&spectra, &opts);
+    let image = render_filters(&spectra, &opts)?;
     image.save_png(&args.output)?;
     let (lo, hi) = (
         spectra.peak_hz.first().copied().unwrap_or(0.0),

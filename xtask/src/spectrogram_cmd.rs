@@ -54,7 +54,7 @@ pub fn run(args: &SpectrogramArgs) -> anyhow::Result<()> {
             rate: audio.sample_rate,
         })
         .collect();
-    let image = spectrogram_picture(&strips, seconds);
+    let image = spectrogram_picture(&strips, seconds)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

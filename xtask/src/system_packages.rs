@@ -2,9 +2,11 @@
 //! apt-get when running as root (as `scripts/test.sh` does), otherwise
 //! named in an error with the exact `apt-get install` line to run.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::bail;
+use reverie_trainer::render::{find_soundfont, SOUNDFONT_ENV, SOUNDFONT_PACKAGE, SOUNDFONT_PATH};
 
 /// One package and how to tell that what it provides is there.
 pub struct Need {
@@ -12,8 +14,25 @@ pub struct Need {
     pub package: &'static str,
     /// What it provides, for the message on other systems.
     pub provides: &'static str,
-    /// A command that succeeds when it is there.
-    pub check: &'static [&'static str],
+    /// How to tell that it is there.
+    pub check: Check,
+}
+
+/// How to tell that a package's part is there.
+pub enum Check {
+    /// This command succeeds.
+    Command(&'static [&'static str]),
+    /// This file exists.
+    File(&'static str),
+}
+
+impl Check {
+    fn passes(&self) -> bool {
+        match self {
+            Check::Command(args) => succeeds(args),
+            Check::File(path) => Path::new(path).is_file(),
+        }
+    }
 }
 
 /// What building the plugin (its standalone's ALSA and JACK backends)
@@ -22,19 +41,36 @@ pub const PLUGIN_BUILD: &[Need] = &[
     Need {
         package: "pkg-config",
         provides: "pkg-config",
-        check: &["pkg-config", "--version"],
+        check: Check::Command(&["pkg-config", "--version"]),
     },
     Need {
         package: "libasound2-dev",
         provides: "the ALSA development files",
-        check: &["pkg-config", "--exists", "alsa"],
+        check: Check::Command(&["pkg-config", "--exists", "alsa"]),
     },
     Need {
         package: "libjack-jackd2-dev",
         provides: "the JACK development files",
-        check: &["pkg-config", "--exists", "jack"],
+        check: Check::Command(&["pkg-config", "--exists", "jack"]),
     },
 ];
+
+/// The General MIDI SoundFont the dataset renderer plays.
+pub const SOUNDFONT: &[Need] = &[Need {
+    package: SOUNDFONT_PACKAGE,
+    provides: "the General MIDI SoundFont",
+    check: Check::File(SOUNDFONT_PATH),
+}];
+
+/// The SoundFont to render with (see [`find_soundfont`]), installing
+/// Debian's when it is missing and may be: never when `$REVERIE_SOUNDFONT`
+/// names another, which is then used or reported as it is.
+pub fn ensure_soundfont(what: &str) -> anyhow::Result<PathBuf> {
+    if std::env::var_os(SOUNDFONT_ENV).is_none() {
+        ensure(what, SOUNDFONT)?;
+    }
+    Ok(find_soundfont()?)
+}
 
 fn succeeds(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -81,7 +117,7 @@ fn plan(what: &str, missing: &[&Need], root: bool, apt: bool) -> Plan {
 
 /// Makes sure `needs` are there for `what`, installing them where it may.
 pub fn ensure(what: &str, needs: &[Need]) -> anyhow::Result<()> {
-    let missing: Vec<&Need> = needs.iter().filter(|n| !succeeds(n.check)).collect();
+    let missing: Vec<&Need> = needs.iter().filter(|n| !n.check.passes()).collect();
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -113,7 +149,7 @@ pub fn ensure(what: &str, needs: &[Need]) -> anyhow::Result<()> {
             }
             let still: Vec<&str> = needs
                 .iter()
-                .filter(|n| !succeeds(n.check))
+                .filter(|n| !n.check.passes())
                 .map(|n| n.package)
                 .collect();
             if !still.is_empty() {
@@ -153,13 +189,29 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_can_build_the_plugin() {
+    fn this_machine_can_build_the_plugin_and_render() {
         // The test script installs the packages; the checks must see them.
         let missing: Vec<&str> = PLUGIN_BUILD
             .iter()
-            .filter(|n| !succeeds(n.check))
+            .chain(SOUNDFONT)
+            .filter(|n| !n.check.passes())
             .map(|n| n.package)
             .collect();
         assert!(missing.is_empty(), "checks fail for {missing:?}");
+    }
+
+    #[test]
+    fn a_file_check_looks_for_the_file() {
+        assert!(Check::File(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).passes());
+        assert!(!Check::File("/no/such/file.sf2").passes());
+        let missing: Vec<&Need> = SOUNDFONT.iter().collect();
+        let Plan::Refuse(user) = plan("rendering", &missing, false, true) else {
+            panic!("not root: refused")
+        };
+        assert!(
+            user.contains("sudo apt-get install -y fluid-soundfont-gm"),
+            "{user}"
+        );
+        assert!(user.contains("General MIDI SoundFont"), "{user}");
     }
 }

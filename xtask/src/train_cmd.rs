@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use reverie_engine::perception::PerceptionConfig;
-use reverie_trainer::checkpoint::Checkpoint;
 use reverie_trainer::metrics::EpochMetrics;
 use reverie_trainer::optim::{OptimizerConfig, OptimizerKind};
-use reverie_trainer::train::{
-    interrupt_flag, read_net_config, DataSource, FrontendInit, LrSchedule, Observer, Progress, RunOptions,
-    RunOutcome, StepResult, TrainConfig, TrainData, Trainer, CHECKPOINT_FILE,
+use reverie_trainer::perception::{
+    read_net_config, DataSource, FrontendInit, Perception, PerceptionCheckpoint, PerceptionTrainer, Progress,
+    StepResult, TrainConfig, TrainData,
+};
+use reverie_trainer::run::{
+    interrupt_flag, LrSchedule, Observer, RunOptions, RunOutcome, Schedule, CHECKPOINT_FILE,
 };
 
 use crate::progress::LossBar;
@@ -150,12 +152,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     eprintln!(
         "training on {}: {} epochs of {} steps, batch {}, {} lr {} ({:?}), seed {}; run folder {}",
         compute.description,
-        c.epochs,
+        c.schedule.epochs,
         trainer.steps_per_epoch(),
         c.batch_size,
         c.optimizer.kind,
-        c.lr,
-        c.schedule,
+        c.schedule.lr,
+        c.schedule.shape,
         c.seed,
         run_dir.display()
     );
@@ -166,6 +168,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: args.checkpoint_every,
         stop: Some(stop),
         max_steps: args.max_steps,
+        ..RunOptions::default()
     };
     let mut observer = LossBar::new();
     let outcome = trainer.run(&data, &opts, &mut observer)?;
@@ -181,15 +184,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .map_or_else(|| "?".into(), |s| s.root.display().to_string()),
         data.train.len(),
         data.val.len(),
-        p.epoch,
+        p.counters.epoch,
         trainer.config().batch_size,
         trainer.config().optimizer.kind,
-        trainer.config().lr,
+        trainer.config().schedule.lr,
     );
     if outcome == RunOutcome::Stopped {
         description.push_str(&format!(
             "; stopped early at step {} of {}",
-            p.step,
+            p.counters.step,
             trainer.total_steps()
         ));
     }
@@ -223,7 +226,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 /// A fresh run: load the data, build the model and the trainer.
-fn start(args: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<(Trainer, TrainData, PathBuf)> {
+fn start(
+    args: &TrainArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<(PerceptionTrainer, TrainData, PathBuf)> {
     let Some(root) = &args.data else {
         bail!("--data DIR is needed (a folder of DIR/<class>/*.wav); make one with `cargo xtask dataset instruments --out DIR`");
     };
@@ -254,16 +260,19 @@ fn start(args: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<(Trai
     };
     let defaults = TrainConfig::default();
     let config = TrainConfig {
-        epochs: args.epochs.unwrap_or(defaults.epochs),
-        batch_size: args.batch.unwrap_or(defaults.batch_size),
-        lr: args.lr.unwrap_or(match kind {
-            OptimizerKind::AdamW => 1e-3,
-            OptimizerKind::RmsProp => 3e-4,
-        }),
-        schedule: match args.schedule.unwrap_or(ScheduleArg::Cosine) {
-            ScheduleArg::Constant => LrSchedule::Constant,
-            ScheduleArg::Cosine => LrSchedule::Cosine,
+        schedule: Schedule {
+            epochs: args.epochs.unwrap_or(defaults.schedule.epochs),
+            lr: args.lr.unwrap_or(match kind {
+                OptimizerKind::AdamW => 1e-3,
+                OptimizerKind::RmsProp => 3e-4,
+            }),
+            shape: match args.schedule.unwrap_or(ScheduleArg::Cosine) {
+                ScheduleArg::Constant => LrSchedule::Constant,
+                ScheduleArg::Cosine => LrSchedule::Cosine,
+            },
+            ..defaults.schedule.clone()
         },
+        batch_size: args.batch.unwrap_or(defaults.batch_size),
         optimizer: OptimizerConfig::new(kind),
         seed: args.seed.unwrap_or(defaults.seed),
         noise: args.noise.unwrap_or(defaults.noise),
@@ -274,8 +283,8 @@ fn start(args: &TrainArgs, device: &candle_core::Device) -> anyhow::Result<(Trai
         InitArg::Bandpass => FrontendInit::Bandpass,
         InitArg::Random => FrontendInit::Random,
     };
-    let model = Trainer::init_model(net_config, &data, config.seed, init, device)?;
-    let mut trainer = Trainer::new(model, config, &data)?;
+    let model = PerceptionTrainer::init_model(net_config, &data, config.seed, init, device)?;
+    let mut trainer = PerceptionTrainer::new(model, config, &data)?;
     trainer.set_source(source);
     let run_dir = fresh_run_dir(args.run_dir.as_ref(), &args.out, "dreamer");
     Ok((trainer, data, run_dir))
@@ -287,8 +296,8 @@ fn resume(
     args: &TrainArgs,
     path: &Path,
     device: &candle_core::Device,
-) -> anyhow::Result<(Trainer, TrainData, PathBuf)> {
-    let checkpoint = Checkpoint::load(path, device)?;
+) -> anyhow::Result<(PerceptionTrainer, TrainData, PathBuf)> {
+    let checkpoint = PerceptionCheckpoint::load(path, device)?;
     note_ignored_on_resume(&[
         ("--batch", args.batch.is_some()),
         ("--lr", args.lr.is_some()),
@@ -308,7 +317,7 @@ fn resume(
         |s| &mut s.root,
     )?;
     let data = load(&source)?;
-    let mut trainer = Trainer::from_checkpoint(checkpoint, &data)?;
+    let mut trainer = PerceptionTrainer::from_checkpoint(checkpoint, &data)?;
     warn_if_data_changed(trainer.data_changed(&data), "data", &source.root);
     trainer.set_source(source);
     if let Some(epochs) = args.epochs {
@@ -318,9 +327,9 @@ fn resume(
     eprintln!(
         "resuming from {} at step {} (epoch {} of {})",
         path.display(),
-        p.step,
-        p.epoch,
-        trainer.config().epochs
+        p.counters.step,
+        p.counters.epoch,
+        trainer.config().schedule.epochs
     );
     let run_dir = resumed_run_dir(args.run_dir.as_ref(), path);
     Ok((trainer, data, run_dir))
@@ -344,12 +353,12 @@ fn load(source: &DataSource) -> anyhow::Result<TrainData> {
 
 /// Shows a progress bar with the loss, and each epoch's metrics and
 /// confusion matrix above it.
-impl Observer for LossBar {
+impl Observer<Perception> for LossBar {
     fn started(&mut self, progress: &Progress, total_steps: u64) {
         self.start(
             "{spinner} [{bar:30}] step {pos}/{len} {msg} {per_sec} steps, ETA {eta}",
             total_steps,
-            progress.step,
+            progress.counters.step,
         );
     }
 
@@ -363,7 +372,7 @@ impl Observer for LossBar {
         self.validating();
     }
 
-    fn epoch(&mut self, m: &EpochMetrics, classes: &[String]) {
+    fn metrics(&mut self, m: &EpochMetrics, classes: &[String]) {
         self.say(format!(
             "epoch {:>3} (step {}): train loss {:.3} acc {:.1}% | val loss {:.3} acc {:.1}% (single windows {:.1}%) | {:.1} clips/s",
             m.epoch,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use reverie_trainer::train::RunOutcome;
+use reverie_trainer::run::RunOutcome;
 
 /// The stem of `path`'s file name, or `fallback` when it has none.
 pub fn file_stem_or(path: &Path, fallback: &str) -> String {

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use reverie_engine::model_file::Layout;
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
-use reverie_trainer::train::{interrupt_flag, LrSchedule, RunOptions, RunOutcome};
-use reverie_trainer::wavenet_train::{
-    adam, find_audio_files, read_wavenet_config, rmsprop, WavenetCheckpoint, WavenetData, WavenetDataSource,
-    WavenetMetrics, WavenetObserver, WavenetProgress, WavenetRunOptions, WavenetStep, WavenetTrainConfig,
-    WavenetTrainer, CHECKPOINT_FILE,
+use reverie_trainer::run::{
+    interrupt_flag, LrSchedule, Observer, RunOptions, RunOutcome, Schedule, CHECKPOINT_FILE,
+};
+use reverie_trainer::wavenet::{
+    adam, find_audio_files, read_wavenet_config, rmsprop, Wavenet, WavenetCheckpoint, WavenetData,
+    WavenetDataSource, WavenetMetrics, WavenetProgress, WavenetStep, WavenetTrainConfig, WavenetTrainer,
 };
 
 use crate::dataset_cmd::{render_piano_clips, PianoStyleArg};
@@ -169,13 +171,11 @@ pub fn run(args: &TrainWavenetArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| file_stem_or(&args.out, "wavenet"));
     trainer.set_name(name);
     create_parent_dir(&args.out)?;
-    let opts = WavenetRunOptions {
-        run: RunOptions {
-            dir: Some(run_dir.clone()),
-            checkpoint_every: args.checkpoint_every,
-            stop: Some(interrupt_flag()?),
-            max_steps: args.max_steps,
-        },
+    let opts = RunOptions {
+        dir: Some(run_dir.clone()),
+        checkpoint_every: args.checkpoint_every,
+        stop: Some(interrupt_flag()?),
+        max_steps: args.max_steps,
         model_out: Some(args.out.clone()),
         description: description(&trainer, &data),
     };
@@ -226,16 +226,18 @@ fn start(
 fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
     let d = WavenetTrainConfig::default();
     WavenetTrainConfig {
-        epochs: args.epochs.unwrap_or(d.epochs),
+        schedule: Schedule {
+            epochs: args.epochs.unwrap_or(d.schedule.epochs),
+            lr: args.lr.unwrap_or(d.schedule.lr),
+            shape: match args.schedule {
+                Some(WavenetScheduleArg::Cosine) => LrSchedule::Cosine,
+                Some(WavenetScheduleArg::Constant) => LrSchedule::Constant,
+                None => d.schedule.shape,
+            },
+            warmup_steps: args.warmup.unwrap_or(d.schedule.warmup_steps),
+        },
         batch_size: args.batch.unwrap_or(d.batch_size),
         chunk_len: args.chunk.unwrap_or(d.chunk_len),
-        lr: args.lr.unwrap_or(d.lr),
-        schedule: match args.schedule {
-            Some(WavenetScheduleArg::Cosine) => LrSchedule::Cosine,
-            Some(WavenetScheduleArg::Constant) => LrSchedule::Constant,
-            None => d.schedule,
-        },
-        warmup_steps: args.warmup.unwrap_or(d.warmup_steps),
         optimizer: match args.optimizer {
             Some(WavenetOptimizerArg::Adam) => adam(),
             Some(WavenetOptimizerArg::Rmsprop) | None => rmsprop(),
@@ -252,7 +254,7 @@ fn apply_schedule_flags(args: &TrainWavenetArgs, trainer: &mut WavenetTrainer) {
     // A fresh run's config already holds the defaults, a resumed one the
     // checkpoint's values: either way a flag overrides.
     trainer.set_schedule(|c| {
-        c.epochs = args.epochs.unwrap_or(c.epochs);
+        c.schedule.epochs = args.epochs.unwrap_or(c.schedule.epochs);
         c.eval_every = args.eval_every.unwrap_or(c.eval_every);
         c.sample_every = args.sample_every.unwrap_or(c.sample_every);
         c.sample_seconds = args.sample_seconds.unwrap_or(c.sample_seconds);
@@ -306,8 +308,8 @@ fn resume(
     eprintln!(
         "resuming from {} at step {} (epoch {})",
         path.display(),
-        trainer.progress().step,
-        trainer.progress().epoch
+        trainer.progress().counters.step,
+        trainer.progress().counters.epoch
     );
     let run_dir = resumed_run_dir(args.run_dir.as_ref(), path);
     Ok((trainer, data, run_dir))
@@ -363,7 +365,7 @@ fn load(source: &WavenetDataSource) -> anyhow::Result<WavenetData> {
 fn describe(trainer: &WavenetTrainer, data: &WavenetData, device: &str, run_dir: &Path) {
     let m = trainer.model();
     let c = trainer.config();
-    let params: usize = m.net.named_tensors().iter().map(|(_, t)| t.elem_count()).sum();
+    let params: usize = m.net.named().iter().map(|(_, _, t)| t.elem_count()).sum();
     eprintln!(
         "model: {} layers (dilations up to {}), {}/{}/{} residual/dilation/skip channels, {} classes, receptive field {} samples ({:.0} ms), {params} parameters",
         m.config.num_layers(),
@@ -377,14 +379,14 @@ fn describe(trainer: &WavenetTrainer, data: &WavenetData, device: &str, run_dir:
     );
     eprintln!(
         "training on {device}: {} epochs of {} steps, batch {} x {} samples, {} lr {} ({:?}, warm-up {}), clip {}, seed {}; run folder {}",
-        c.epochs,
+        c.schedule.epochs,
         trainer.steps_per_epoch(),
         c.batch_size,
         c.chunk_len,
         c.optimizer.kind,
-        c.lr,
-        c.schedule,
-        c.warmup_steps,
+        c.schedule.lr,
+        c.schedule.shape,
+        c.schedule.warmup_steps,
         c.clip_norm,
         c.seed,
         run_dir.display()
@@ -403,7 +405,7 @@ fn description(trainer: &WavenetTrainer, data: &WavenetData) -> String {
         "{} on {root} ({train:.0} s training / {val:.0} s validation audio): {} lr {}, batch {} x {}, clip {}, seed {}",
         command_line(),
         c.optimizer.kind,
-        c.lr,
+        c.schedule.lr,
         c.batch_size,
         c.chunk_len,
         c.clip_norm,
@@ -454,12 +456,12 @@ impl Bar {
     }
 }
 
-impl WavenetObserver for Bar {
+impl Observer<Wavenet> for Bar {
     fn started(&mut self, progress: &WavenetProgress, total_steps: u64) {
         self.loss.start(
             "{spinner} [{bar:30}] step {pos}/{len} {msg}, ETA {eta}",
             total_steps,
-            progress.step,
+            progress.counters.step,
         );
         self.since_line = (Instant::now(), 0);
     }
@@ -487,7 +489,7 @@ impl WavenetObserver for Bar {
         self.loss.validating();
     }
 
-    fn metrics(&mut self, m: &WavenetMetrics) {
+    fn metrics(&mut self, m: &WavenetMetrics, _classes: &[String]) {
         self.loss.say(format!(
             "step {:>7} (epoch {:.2}): train {:.4} | validation {:.4} nats ({:.3} bits) per sample | |g| {:.3} | {:.0} samples/s",
             m.step,

@@ -1,0 +1,482 @@
+//! Training the autoregressive WaveNet of seed 004 on a folder of audio.
+//!
+//! **Data** ([`data`]). Every audio file under the data folder (any depth,
+//! any format [`crate::decode`] reads) is decoded to mono, resampled to the
+//! model rate and peak-normalised as a whole (so the dynamics inside a
+//! recording stay). A seeded fraction of the files is held out for
+//! validation, by file as in [`crate::dataset`]: neighbouring chunks of one
+//! recording are nearly the same example.
+//!
+//! **Order.** As in the seed, chunks are never shuffled: an epoch visits the
+//! training files in a seeded order (a new order every epoch) and each file's
+//! chunks one after the other, start to end. A batch is the next
+//! `batch_size` chunks of that sequence.
+//!
+//! **Loss.** The input is the µ-law class sequence and the target the same
+//! sequence shifted by one sample: cross-entropy of the next sample's class,
+//! in nats per sample. Each chunk of `chunk_len` targets is fed together
+//! with the `receptive_field - 1` samples before it, and only the last
+//! `chunk_len` outputs are scored (the engine's forward pass with
+//! [`Padding::Valid`]), so every scored position sees a full receptive
+//! field of real audio. Before a file's first sample the field is digital
+//! silence (the class of 0.0), as if the recording started after a pause;
+//! no position is scored on the network's internal zero padding. Every
+//! sample of a file is a target exactly once per epoch (a final partial
+//! chunk is aligned to the file's end and overlaps its predecessor).
+//!
+//! **Run folder.** `checkpoint.safetensors` (model + optimiser + progress),
+//! `metrics.csv`, `loss.png`, and every `sample_every` steps a generated
+//! sample `samples/step-NNNNNNNN.wav` beside a `.json` that records the
+//! model, the training settings and what primed it.
+//!
+//! The run itself (checkpoints, options, schedule, random streams) is
+//! [`crate::run`]'s.
+
+mod chunks;
+mod clip;
+mod config;
+mod data;
+mod sample;
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use reverie_engine::mulaw::MuLaw;
+use reverie_engine::wavenet::{Padding, WavenetModel, WavenetNet};
+
+pub use chunks::{file_chunks, Chunk};
+pub use clip::{clip_grad_norm, grad_norm};
+pub use config::{
+    adam, read_wavenet_config, rmsprop, WavenetMetrics, WavenetProgress, WavenetStep, WavenetTrainConfig,
+};
+pub use data::{
+    find_audio_files, load_audio_folder, AudioFile, WavenetData, WavenetDataSource, WavenetFingerprint,
+};
+pub use sample::SAMPLES_DIR;
+
+use crate::run::{
+    csv_table, loss_chart, write_run_files, Checkpoint, CheckpointFormat, Observer, RunOptions, RunOutcome,
+    Started, Stream, Task, TrainError, Trainer,
+};
+use chunks::{batch_tensors, spread, Encoded};
+
+/// The metrics table inside a run folder.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// The loss plot inside a run folder.
+pub const LOSS_PLOT_FILE: &str = "loss.png";
+
+/// Header of [`metrics_csv`].
+pub const CSV_HEADER: &str = "step,epoch,train_nll,val_nll,val_bits,grad_norm,lr,seconds,samples_per_second";
+
+/// Why there is nothing to train on, when no training file has samples.
+const NO_AUDIO: &str = "no training audio: every file was held out or too short";
+
+/// What to change when the loss diverges.
+const DIVERGED: &str = "lower the learning rate (--lr) or the clipping norm (--clip) and start again, or resume from an earlier checkpoint";
+
+/// The WaveNet trainer's [`Task`].
+#[derive(Debug, Clone, Copy)]
+pub enum Wavenet {}
+
+/// A WaveNet being trained.
+pub type WavenetTrainer = Trainer<Wavenet>;
+
+/// A snapshot of a WaveNet training run; its state says `"network":
+/// "wavenet"`.
+pub type WavenetCheckpoint = Checkpoint<Wavenet>;
+
+/// What the WaveNet trainer keeps besides the run core.
+pub struct WavenetState {
+    /// The data, µ-law encoded.
+    encoded: Encoded,
+    /// Chunks of the training files, per file.
+    train_chunks: Vec<Vec<Chunk>>,
+    /// The validation chunks, fixed for the run.
+    val_chunks: Vec<Chunk>,
+    /// The current epoch's chunk order, built on first use.
+    plan: Option<(u64, Vec<Chunk>)>,
+}
+
+impl CheckpointFormat for Wavenet {
+    const NAME: &'static str = "WaveNet";
+    const NETWORK: Option<&'static str> = Some("wavenet");
+    type Net = WavenetNet;
+    type Config = WavenetTrainConfig;
+    type Progress = WavenetProgress;
+}
+
+impl Task for Wavenet {
+    type Data = WavenetData;
+    type Step = WavenetStep;
+    type Row = WavenetMetrics;
+    type State = WavenetState;
+
+    fn start(
+        model: &WavenetModel,
+        config: &WavenetTrainConfig,
+        data: &WavenetData,
+    ) -> Result<Started<Self>, TrainError> {
+        if data.train.iter().all(|f| f.samples.is_empty()) {
+            return Err(TrainError::NoTrainingData(NO_AUDIO));
+        }
+        if data.sample_rate != model.meta.sample_rate {
+            return Err(TrainError::RateMismatch {
+                model: model.meta.sample_rate,
+                data: data.sample_rate,
+            });
+        }
+        let mulaw = MuLaw::new(model.config.classes)
+            .ok_or_else(|| TrainError::BadConfig("the model's class count is invalid".into()))?;
+        let chunks = |files: &[AudioFile]| -> Vec<Vec<Chunk>> {
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| file_chunks(i, f.samples.len(), config.chunk_len))
+                .collect()
+        };
+        let train_chunks = chunks(&data.train);
+        let total: usize = train_chunks.iter().map(Vec::len).sum();
+        let all_val: Vec<Chunk> = chunks(&data.val).into_iter().flatten().collect();
+        Ok(Started {
+            state: WavenetState {
+                encoded: Encoded::new(data, mulaw),
+                train_chunks,
+                val_chunks: spread(&all_val, config.val_chunks),
+                plan: None,
+            },
+            steps_per_epoch: (total.div_ceil(config.batch_size) as u64).max(1),
+            progress: WavenetProgress {
+                data: data.fingerprint(),
+                ..WavenetProgress::default()
+            },
+        })
+    }
+
+    fn step(trainer: &mut WavenetTrainer, _data: &WavenetData) -> Result<WavenetStep, TrainError> {
+        trainer.step()
+    }
+
+    /// Validation rows (with the table and plot brought up to date, not
+    /// only at checkpoints), generated samples and checkpoints, as due.
+    fn after_step(
+        trainer: &mut WavenetTrainer,
+        data: &WavenetData,
+        opts: &RunOptions,
+        observer: &mut dyn Observer<Self>,
+    ) -> Result<(), TrainError> {
+        let step = trainer.progress.counters.step;
+        if RunOptions::due(trainer.config.eval_every, step) {
+            observer.evaluating();
+            let row = trainer.record_metrics()?;
+            observer.metrics(&row, &[]);
+            if let Some(dir) = &opts.dir {
+                Self::write_run_files(trainer, dir, data)?;
+            }
+        }
+        if let Some(dir) = &opts.dir {
+            if RunOptions::due(trainer.config.sample_every, step) {
+                let wav = trainer.write_sample(data, dir)?;
+                observer.sample(&wav);
+            }
+        }
+        if RunOptions::due(opts.checkpoint_every, step) {
+            trainer.save_run(data, opts, observer)?;
+        }
+        Ok(())
+    }
+
+    /// However the run ends: the final metrics row (unless one was just
+    /// recorded) and a save.
+    fn wrap_up(
+        trainer: &mut WavenetTrainer,
+        data: &WavenetData,
+        opts: &RunOptions,
+        observer: &mut dyn Observer<Self>,
+        _outcome: RunOutcome,
+    ) -> Result<(), TrainError> {
+        let recorded = trainer.progress.history.last().map(|m| m.step);
+        if recorded != Some(trainer.progress.counters.step) && trainer.progress.since_row.2 > 0 {
+            observer.evaluating();
+            let row = trainer.record_metrics()?;
+            observer.metrics(&row, &[]);
+        }
+        trainer.save_run(data, opts, observer)
+    }
+
+    /// Steps, seconds, the last validation NLL in nats and bits per sample,
+    /// throughput.
+    fn summary(trainer: &WavenetTrainer) -> Vec<(&'static str, f64)> {
+        let p = &trainer.progress;
+        let mut metrics = Vec::new();
+        if let Some(last) = p.history.last() {
+            metrics.extend([
+                ("val_nll", last.val_nll),
+                ("val_bits_per_sample", last.val_nll / std::f64::consts::LN_2),
+                ("train_nll", last.train_nll),
+            ]);
+        }
+        metrics.push((
+            "epochs",
+            p.counters.epoch as f64 + p.counters.batch_in_epoch as f64 / trainer.steps_per_epoch as f64,
+        ));
+        metrics.push(("samples_per_second", trainer.samples_per_second()));
+        metrics
+    }
+
+    /// metrics.csv and loss.png (training curve and validation NLL, in nats
+    /// per sample).
+    fn write_run_files(trainer: &WavenetTrainer, dir: &Path, _data: &WavenetData) -> Result<(), TrainError> {
+        let progress = &trainer.progress;
+        let loss = loss_chart(
+            "WaveNet loss (nats per sample)",
+            "negative log-likelihood (nats per sample)",
+            &progress.counters.loss_log,
+            progress
+                .history
+                .iter()
+                .map(|m| (m.step as f64, m.val_nll))
+                .collect(),
+        );
+        write_run_files(
+            dir,
+            &[(METRICS_FILE, metrics_csv(&progress.history))],
+            &[(LOSS_PLOT_FILE, loss)],
+        )
+    }
+}
+
+impl WavenetTrainer {
+    /// Whether `data` differs from the data the run started on.
+    pub fn data_changed(&self, data: &WavenetData) -> bool {
+        self.progress.data != data.fingerprint()
+    }
+
+    /// Names the model; checkpoints keep the name, so a resumed run does too.
+    pub fn set_name(&mut self, name: String) {
+        self.model.meta.name = name;
+    }
+
+    /// Changes the settings that do not change the weights: epochs, the
+    /// logging, validation and sampling intervals and the sample settings.
+    /// The others keep their values.
+    pub fn set_schedule(&mut self, change: impl FnOnce(&mut WavenetTrainConfig)) {
+        let mut c = self.config.clone();
+        change(&mut c);
+        self.config.schedule.epochs = c.schedule.epochs;
+        self.config.log_every = c.log_every;
+        self.config.eval_every = c.eval_every;
+        self.config.sample_every = c.sample_every;
+        self.config.sample_seconds = c.sample_seconds;
+        self.config.sample_temperature = c.sample_temperature;
+    }
+
+    /// Sets a new base learning rate from the next step on, e.g. a lower one
+    /// for a final phase of a resumed run once the loss has levelled off.
+    /// The optimiser keeps its state; the run then no longer repeats the
+    /// original one exactly, which is why only an explicit flag does this.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<(), TrainError> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(TrainError::BadConfig(format!(
+                "the learning rate must be positive (got {lr})"
+            )));
+        }
+        self.config.schedule.lr = lr;
+        Ok(())
+    }
+
+    /// Records where the data came from (saved with checkpoints).
+    pub fn set_source(&mut self, source: WavenetDataSource) {
+        self.progress.source = Some(source);
+    }
+
+    /// The validation chunks (at most `val_chunks`).
+    pub fn val_chunk_count(&self) -> usize {
+        self.state.val_chunks.len()
+    }
+
+    /// One optimiser step on the next batch of the epoch's chunk order.
+    pub fn step(&mut self) -> Result<WavenetStep, TrainError> {
+        let started = Instant::now();
+        if self.progress.counters.batch_in_epoch >= self.steps_per_epoch {
+            // Only after resuming on less data than the run started on.
+            self.progress.counters.epoch += 1;
+            self.progress.counters.batch_in_epoch = 0;
+        }
+        let chunks = self.next_batch();
+        let len = self.config.chunk_len;
+        let (x, y) = self.tensors(&chunks, &self.state.encoded.train)?;
+        let loss = scored_loss(&self.model.net, &x, &y, len)?;
+        let loss_value = self.checked_loss(&loss, DIVERGED)?;
+        let mut grads = loss.backward()?;
+        let norm = clip_grad_norm(&mut grads, &self.vars, self.config.clip_norm)?;
+        let lr = self.apply(&grads)?;
+
+        let samples = chunks.len() * len;
+        let seconds = started.elapsed().as_secs_f64();
+        let step = self.progress.counters.step + 1;
+        let p = &mut self.progress;
+        p.counters
+            .count_step(step, loss_value, seconds, self.config.log_every);
+        p.samples_seen += samples as u64;
+        let r = &mut p.since_row;
+        r.0 += f64::from(loss_value);
+        r.1 += norm;
+        r.2 += 1;
+        r.3 += samples as u64;
+        r.4 += seconds;
+        if p.counters.batch_in_epoch >= self.steps_per_epoch {
+            p.counters.epoch += 1;
+            p.counters.batch_in_epoch = 0;
+        }
+        Ok(WavenetStep {
+            step,
+            loss: loss_value,
+            grad_norm: norm,
+            lr,
+            samples,
+        })
+    }
+
+    /// Validation negative log-likelihood in nats per sample over the
+    /// validation chunks; `None` without held-out audio.
+    pub fn evaluate(&self) -> Result<Option<f64>, TrainError> {
+        if self.state.val_chunks.is_empty() {
+            return Ok(None);
+        }
+        let len = self.config.chunk_len;
+        // Plain copies of the weights: no gradient graph is kept alive.
+        let net = self.snapshot()?.net;
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for batch in self.state.val_chunks.chunks(self.config.batch_size) {
+            let (x, y) = self.tensors(batch, &self.state.encoded.val)?;
+            let loss = scored_loss(&net, &x, &y, len)?.to_scalar::<f32>()?;
+            sum += f64::from(loss) * (batch.len() * len) as f64;
+            count += batch.len() * len;
+        }
+        Ok(Some(sum / count.max(1) as f64))
+    }
+
+    /// Validates and appends a row to the metrics history.
+    pub fn record_metrics(&mut self) -> Result<WavenetMetrics, TrainError> {
+        let started = Instant::now();
+        let val = self.evaluate()?.unwrap_or(f64::NAN);
+        let lr = self.learning_rate(self.progress.counters.step.saturating_sub(1));
+        let p = &mut self.progress;
+        p.counters.seconds += started.elapsed().as_secs_f64();
+        let (loss, norm, steps, samples, secs) = p.since_row;
+        let per = |v: f64| if steps > 0 { v / steps as f64 } else { f64::NAN };
+        let row = WavenetMetrics {
+            step: p.counters.step,
+            epoch: p.counters.epoch as f64 + p.counters.batch_in_epoch as f64 / self.steps_per_epoch as f64,
+            train_nll: per(loss),
+            val_nll: val,
+            grad_norm: per(norm),
+            lr,
+            seconds: p.counters.seconds,
+            samples_per_second: if secs > 0.0 {
+                samples as f64 / secs
+            } else {
+                f64::NAN
+            },
+        };
+        p.since_row = (0.0, 0.0, 0, 0, 0.0);
+        p.history.push(row.clone());
+        Ok(row)
+    }
+
+    /// Scored samples per second of training steps, over the whole run.
+    pub fn samples_per_second(&self) -> f64 {
+        self.progress.samples_seen as f64 / self.progress.counters.train_seconds.max(1e-9)
+    }
+
+    /// Generates `sample_seconds` of audio with the engine's sampler, primed
+    /// with the last receptive field of a held-out clip (a training clip if
+    /// nothing is held out), and writes `dir/samples/step-NNNNNNNN.wav` with
+    /// a `.json` beside it describing how it was made. Returns the WAV path.
+    pub fn write_sample(&mut self, data: &WavenetData, dir: &Path) -> Result<std::path::PathBuf, TrainError> {
+        let started = Instant::now();
+        let wav = sample::write_sample(&self.snapshot()?, &self.config, &self.progress, data, dir)?;
+        self.progress.counters.seconds += started.elapsed().as_secs_f64();
+        Ok(wav)
+    }
+
+    /// Inputs and targets of `chunks` of the encoded `files` (see
+    /// [`batch_tensors`]).
+    fn tensors(&self, chunks: &[Chunk], files: &[Vec<u32>]) -> candle_core::Result<(Tensor, Tensor)> {
+        batch_tensors(
+            chunks,
+            files,
+            self.state.encoded.silence,
+            self.model.receptive_field(),
+            self.config.chunk_len,
+            self.model.net.embedding.device(),
+        )
+    }
+
+    /// The next batch of the current epoch's order.
+    fn next_batch(&mut self) -> Vec<Chunk> {
+        let epoch = self.progress.counters.epoch;
+        if self.state.plan.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            self.state.plan = Some((epoch, self.epoch_order(epoch)));
+        }
+        let order = self
+            .state
+            .plan
+            .as_ref()
+            .map(|(_, o)| o.as_slice())
+            .unwrap_or_default();
+        let b = self.config.batch_size;
+        let first = (self.progress.counters.batch_in_epoch as usize * b).min(order.len());
+        order[first..(first + b).min(order.len())].to_vec()
+    }
+
+    /// Files in a seeded order, each file's chunks start to end.
+    fn epoch_order(&self, epoch: u64) -> Vec<Chunk> {
+        let mut files: Vec<usize> = (0..self.state.train_chunks.len()).collect();
+        files.shuffle(&mut Stream::FileOrder.rng(self.config.seed, epoch));
+        files
+            .into_iter()
+            .flat_map(|f| self.state.train_chunks[f].iter().copied())
+            .collect()
+    }
+}
+
+/// Mean cross-entropy (nats) of the last `len` positions of every row: the
+/// ones the valid forward pass computes.
+fn scored_loss(net: &WavenetNet, x: &Tensor, y: &Tensor, len: usize) -> candle_core::Result<Tensor> {
+    let logits = net.forward(x, Padding::Valid)?;
+    let (b, t, classes) = logits.dims3()?;
+    debug_assert_eq!(t, len);
+    candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, y)
+}
+
+/// The metrics history as CSV, header included (NaN cells left empty). A
+/// local writer: [`crate::metrics::metrics_csv`] is the perception table.
+pub fn metrics_csv(history: &[WavenetMetrics]) -> String {
+    let cell = |v: f64, prec: usize| {
+        if v.is_finite() {
+            format!("{v:.prec$}")
+        } else {
+            String::new()
+        }
+    };
+    csv_table(
+        CSV_HEADER,
+        history.iter().map(|m| {
+            format!(
+                "{},{},{},{},{},{},{:.4e},{:.2},{}",
+                m.step,
+                cell(m.epoch, 4),
+                cell(m.train_nll, 6),
+                cell(m.val_nll, 6),
+                cell(m.val_nll / std::f64::consts::LN_2, 6),
+                cell(m.grad_norm, 4),
+                m.lr,
+                m.seconds,
+                cell(m.samples_per_second, 1),
+            )
+        }),
+    )
+}

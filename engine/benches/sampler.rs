@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor};
 use criterion::{criterion_group, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reverie_engine::sampler::{NaiveSampler, Sampler};
+use reverie_engine::sampler::{Kernels, NaiveSampler, Sampler};
 use reverie_engine::wavenet::{Padding, WavenetConfig, WavenetModel};
 
 const RATE: f32 = 16_000.0;
@@ -59,17 +59,20 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("wavenet_default");
 
     group.throughput(Throughput::Elements(BLOCK as u64));
-    for portable in [false, true] {
+    for kernels in [Kernels::best(), Kernels::Avx2, Kernels::Portable] {
         let mut sampler = Sampler::from_model(&model).unwrap();
-        sampler.force_portable_kernels(portable);
+        if !sampler.use_kernels(kernels) {
+            continue;
+        }
         sampler.prime_classes(&ctx);
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let name = if portable {
-            "cached_sampler_portable"
+        // The best this CPU has is the headline; the others beside it.
+        let name = if kernels == Kernels::best() {
+            "cached_sampler".to_string()
         } else {
-            "cached_sampler"
+            format!("cached_sampler_{}", format!("{kernels:?}").to_lowercase())
         };
-        group.bench_function(name, |b| {
+        group.bench_function(&name, |b| {
             b.iter(|| {
                 for _ in 0..BLOCK {
                     black_box(sampler.sample_next(1.0, &mut rng));
@@ -172,10 +175,10 @@ fn summary() {
 
     println!("\nWaveNet sampler summary (default model, one core):");
     println!(
-        "  receptive field {} samples, {} multiply-adds per cached sample, AVX2/FMA kernels: {}",
+        "  receptive field {} samples, {} multiply-adds per cached sample, kernels: {:?}",
         model.receptive_field(),
         macs,
-        sampler.uses_simd_kernels()
+        sampler.kernels()
     );
     println!(
         "  {:<34} {:>12} {:>12} {:>14} {:>10}",

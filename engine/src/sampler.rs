@@ -36,6 +36,48 @@ const PANEL: usize = 32;
 /// (without them `mul_add` would be a slow library call).
 const PORTABLE_FMA: bool = cfg!(target_feature = "fma") || cfg!(target_arch = "aarch64");
 
+/// Kernel levels, the const parameter `K` of the step's functions: plain
+/// multiply-adds, fused ones (AVX2 and FMA, or a portable build with FMA),
+/// and AVX-512 matrix-vector products on top.
+const PLAIN: u8 = 0;
+const FUSED: u8 = 1;
+const WIDE: u8 = 2;
+/// The level of the portable build.
+const PORTABLE: u8 = if PORTABLE_FMA { FUSED } else { PLAIN };
+
+/// Which build of the kernels a sampler's steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// Plain Rust for any CPU.
+    Portable,
+    /// Compiled for AVX2 and FMA.
+    Avx2,
+    /// AVX2 and FMA, with AVX-512 matrix-vector products.
+    Avx512,
+}
+
+impl Kernels {
+    /// The best this CPU runs.
+    pub fn best() -> Self {
+        if crate::kernels::has_avx512() {
+            Kernels::Avx512
+        } else if detect_fma() {
+            Kernels::Avx2
+        } else {
+            Kernels::Portable
+        }
+    }
+
+    /// Whether this CPU can run them.
+    pub fn available(self) -> bool {
+        match self {
+            Kernels::Portable => true,
+            Kernels::Avx2 => detect_fma(),
+            Kernels::Avx512 => crate::kernels::has_avx512() && detect_fma(),
+        }
+    }
+}
+
 /// A weight matrix `[in, out]` repacked as panels of [`PANEL`] output
 /// columns: panel `p` holds, input row by input row, the weights of columns
 /// `p * PANEL ..`, contiguous, zero-padded at the right edge.
@@ -62,7 +104,7 @@ impl Packed {
 
     /// `out += x · W` for `x` of `rows` and `out` of `cols` floats.
     #[inline(always)]
-    fn matvec_acc<const FMA: bool>(&self, x: &[f32], out: &mut [f32]) {
+    fn matvec_acc<const K: u8>(&self, x: &[f32], out: &mut [f32]) {
         debug_assert_eq!(x.len(), self.rows);
         debug_assert_eq!(out.len(), self.cols);
         for (p, panel) in self.data.chunks_exact(self.rows * PANEL).enumerate() {
@@ -71,12 +113,12 @@ impl Packed {
                 // Fixed size: the sums move straight into registers, with no
                 // copy through a temporary.
                 let full: &mut [f32; PANEL] = o.try_into().expect("PANEL long");
-                *full = panel_product::<FMA>(x, panel, *full);
+                *full = panel_with::<K>(x, panel, *full);
             } else {
                 let width = self.cols - start;
                 let mut acc = [0.0f32; PANEL];
                 acc[..width].copy_from_slice(&out[start..]);
-                let acc = panel_product::<FMA>(x, panel, acc);
+                let acc = panel_with::<K>(x, panel, acc);
                 out[start..].copy_from_slice(&acc[..width]);
             }
         }
@@ -84,18 +126,30 @@ impl Packed {
 }
 
 #[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
+fn fmadd<const K: u8>(a: f32, b: f32, c: f32) -> f32 {
+    if K >= FUSED {
         a.mul_add(b, c)
     } else {
         a * b + c
     }
 }
 
+/// `acc + x · panel` with the level's kernel.
+#[inline(always)]
+fn panel_with<const K: u8>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -> [f32; PANEL] {
+    #[cfg(target_arch = "x86_64")]
+    if K == WIDE {
+        // SAFETY: level WIDE runs only in functions the CPU was checked to
+        // support AVX-512F for (see `Kernels::available`).
+        return unsafe { crate::kernels::panel_product_avx512(x, panel, acc) };
+    }
+    panel_product::<K>(x, panel, acc)
+}
+
 /// `acc + x · panel` for one panel. Two input rows go through separate sums
 /// so consecutive multiply-adds do not wait on each other's latency.
 #[inline(always)]
-fn panel_product<const FMA: bool>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -> [f32; PANEL] {
+fn panel_product<const K: u8>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -> [f32; PANEL] {
     let mut a0 = acc;
     let mut a1 = [0.0f32; PANEL];
     let mut rows = panel.chunks_exact(2 * PANEL);
@@ -105,13 +159,13 @@ fn panel_product<const FMA: bool>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -
         let w: &[f32; 2 * PANEL] = w.try_into().expect("chunks are exact");
         let (x0, x1) = (x2[0], x2[1]);
         for l in 0..PANEL {
-            a0[l] = fmadd::<FMA>(x0, w[l], a0[l]);
-            a1[l] = fmadd::<FMA>(x1, w[PANEL + l], a1[l]);
+            a0[l] = fmadd::<K>(x0, w[l], a0[l]);
+            a1[l] = fmadd::<K>(x1, w[PANEL + l], a1[l]);
         }
     }
     if let (&[x0], w) = (xs.remainder(), rows.remainder()) {
         for l in 0..PANEL.min(w.len()) {
-            a0[l] = fmadd::<FMA>(x0, w[l], a0[l]);
+            a0[l] = fmadd::<K>(x0, w[l], a0[l]);
         }
     }
     for l in 0..PANEL {
@@ -124,7 +178,7 @@ fn panel_product<const FMA: bool>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -
 /// vectorise (the library `exp` is a scalar call). Inputs are clamped to
 /// [-87, 88], where the result stays a normal finite float.
 #[inline(always)]
-fn exp_approx<const FMA: bool>(x: f32) -> f32 {
+fn exp_approx<const K: u8>(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer and leaves it in the low
     // mantissa bits, which become the exponent of 2^k below.
     const ROUND: f32 = 12_582_912.0;
@@ -132,15 +186,15 @@ fn exp_approx<const FMA: bool>(x: f32) -> f32 {
     const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
-    let t = fmadd::<FMA>(x, std::f32::consts::LOG2_E, ROUND);
+    let t = fmadd::<K>(x, std::f32::consts::LOG2_E, ROUND);
     let k = t - ROUND;
     // x - k ln2 in two parts (Cody-Waite) so the reduction stays exact.
-    let r = fmadd::<FMA>(k, -LN2_HI, x);
-    let r = fmadd::<FMA>(k, -LN2_LO, r);
+    let r = fmadd::<K>(k, -LN2_HI, x);
+    let r = fmadd::<K>(k, -LN2_LO, r);
     // Taylor series to r^7: |r| <= ln2 / 2 keeps the truncation below 1e-8.
     let mut p = 1.0 / 5040.0;
     for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = fmadd::<FMA>(p, r, c);
+        p = fmadd::<K>(p, r, c);
     }
     let k_int = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     p * f32::from_bits(((k_int + 127) << 23) as u32)
@@ -149,11 +203,11 @@ fn exp_approx<const FMA: bool>(x: f32) -> f32 {
 /// The gated activation `tanh(filter) * sigmoid(gate)` of `z = [filter,
 /// gate]`, written to `a`.
 #[inline(always)]
-fn gate<const FMA: bool>(z: &[f32], a: &mut [f32]) {
+fn gate<const K: u8>(z: &[f32], a: &mut [f32]) {
     let (filter, gate) = z.split_at(a.len());
     for ((a, &f), &g) in a.iter_mut().zip(filter).zip(gate) {
-        let e2f = exp_approx::<FMA>(2.0 * f);
-        let eg = exp_approx::<FMA>(-g);
+        let e2f = exp_approx::<K>(2.0 * f);
+        let eg = exp_approx::<K>(-g);
         *a = (1.0 - 2.0 / (e2f + 1.0)) / (1.0 + eg);
     }
 }
@@ -165,7 +219,7 @@ const LANES: usize = 8;
 /// long as `logits`) as scratch. A temperature of 0 (or negative, or NaN)
 /// takes the most likely class.
 #[inline(always)]
-fn draw<const FMA: bool, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32], rng: &mut R) -> usize {
+fn draw<const K: u8, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32], rng: &mut R) -> usize {
     // Reductions run in LANES independent lanes so they vectorise; a single
     // running max or sum would be a serial chain of dependent operations.
     let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -188,7 +242,7 @@ fn draw<const FMA: bool, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [
         return argmax();
     }
     for (p, &l) in probs.iter_mut().zip(logits) {
-        *p = exp_approx::<FMA>((l - max) * inv_t);
+        *p = exp_approx::<K>((l - max) * inv_t);
     }
     let mut lanes = [0.0f32; LANES];
     let mut chunks = probs.chunks_exact(LANES);
@@ -228,7 +282,7 @@ fn draw<const FMA: bool, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [
 /// If `scratch` is shorter than `logits`.
 pub fn sample_class<R: Rng>(logits: &[f32], temperature: f32, scratch: &mut [f32], rng: &mut R) -> usize {
     let probs = &mut scratch[..logits.len()];
-    draw::<PORTABLE_FMA, R>(logits, temperature, probs, rng)
+    draw::<PORTABLE, R>(logits, temperature, probs, rng)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -255,10 +309,10 @@ impl LayerWeights {
     /// The gated activation `a` of the layer for the inputs `x2 = [past,
     /// current]`, with `z` as scratch.
     #[inline(always)]
-    fn activate<const FMA: bool>(&self, x2: &[f32], z: &mut [f32], a: &mut [f32]) {
+    fn activate<const K: u8>(&self, x2: &[f32], z: &mut [f32], a: &mut [f32]) {
         z.copy_from_slice(&self.filter_gate_b);
-        self.filter_gate.matvec_acc::<FMA>(x2, z);
-        gate::<FMA>(z, a);
+        self.filter_gate.matvec_acc::<K>(x2, z);
+        gate::<K>(z, a);
     }
 }
 
@@ -337,20 +391,20 @@ impl Weights {
     /// Logits from every layer's gated activations `acts`: summed skip
     /// outputs, then ReLU, 1x1, ReLU, 1x1.
     #[inline(always)]
-    fn head<const FMA: bool>(&self, s: &mut Scratch) {
+    fn head<const K: u8>(&self, s: &mut Scratch) {
         let (acts, skip, hidden, logits) = (&s.acts, &mut s.skip, &mut s.hidden, &mut s.logits);
         skip.copy_from_slice(&self.skip_bias);
-        self.skip.matvec_acc::<FMA>(acts, skip);
+        self.skip.matvec_acc::<K>(acts, skip);
         for v in skip.iter_mut() {
             *v = v.max(0.0);
         }
         hidden.copy_from_slice(&self.head1_b);
-        self.head1.matvec_acc::<FMA>(skip, hidden);
+        self.head1.matvec_acc::<K>(skip, hidden);
         for v in hidden.iter_mut() {
             *v = v.max(0.0);
         }
         logits.copy_from_slice(&self.head2_b);
-        self.head2.matvec_acc::<FMA>(hidden, logits);
+        self.head2.matvec_acc::<K>(hidden, logits);
     }
 }
 
@@ -401,7 +455,7 @@ pub struct Sampler {
     scratch: Scratch,
     /// Whether any input has been fed since the last reset.
     fed: bool,
-    fma: bool,
+    kernels: Kernels,
 }
 
 impl Sampler {
@@ -422,7 +476,7 @@ impl Sampler {
             queue_start,
             scratch: Scratch::new(&w.config),
             fed: false,
-            fma: detect_fma(),
+            kernels: Kernels::best(),
             w,
         })
     }
@@ -468,16 +522,20 @@ impl Sampler {
         self.w.mulaw
     }
 
-    /// Whether steps run the AVX2/FMA build of the kernels (chosen when the
-    /// sampler is built, from what the CPU supports).
-    pub fn uses_simd_kernels(&self) -> bool {
-        self.fma
+    /// The build of the kernels the steps run (the best the CPU supports,
+    /// unless [`use_kernels`](Self::use_kernels) chose another).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
-    /// Runs the portable kernels even where AVX2/FMA are available (for
-    /// tests and benchmarks); `false` goes back to what the CPU supports.
-    pub fn force_portable_kernels(&mut self, portable: bool) {
-        self.fma = !portable && detect_fma();
+    /// Runs `kernels` (for tests and benchmarks comparing them); false,
+    /// and nothing changes, if this CPU cannot run them.
+    pub fn use_kernels(&mut self, kernels: Kernels) -> bool {
+        let ok = kernels.available();
+        if ok {
+            self.kernels = kernels;
+        }
+        ok
     }
 
     /// Forgets all context, as if nothing had been fed.
@@ -560,42 +618,51 @@ impl Sampler {
 
     fn draw<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
         #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
+        if self.kernels != Kernels::Portable {
+            // SAFETY: a SIMD build is only chosen when the CPU reports AVX2
+            // and FMA (`Kernels::available`).
             return unsafe { self.draw_fma(temperature, rng) };
         }
         let s = &mut self.scratch;
-        draw::<PORTABLE_FMA, R>(&s.logits, temperature, &mut s.probs, rng)
+        draw::<PORTABLE, R>(&s.logits, temperature, &mut s.probs, rng)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn draw_fma<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
         let s = &mut self.scratch;
-        draw::<true, R>(&s.logits, temperature, &mut s.probs, rng)
+        draw::<FUSED, R>(&s.logits, temperature, &mut s.probs, rng)
     }
 
     fn dispatch(&mut self, class: usize, output: bool) {
         self.fed = true;
+        // SAFETY: a build is only chosen when the CPU reports what it needs
+        // (`Kernels::available`).
         #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
-            unsafe { self.step_fma(class, output) };
-            return;
+        match self.kernels {
+            Kernels::Avx512 => return unsafe { self.step_avx512(class, output) },
+            Kernels::Avx2 => return unsafe { self.step_fma(class, output) },
+            Kernels::Portable => {}
         }
-        self.step_impl::<PORTABLE_FMA>(class, output);
+        self.step_impl::<PORTABLE>(class, output);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn step_fma(&mut self, class: usize, output: bool) {
-        self.step_impl::<true>(class, output);
+        self.step_impl::<FUSED>(class, output);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn step_avx512(&mut self, class: usize, output: bool) {
+        self.step_impl::<WIDE>(class, output);
     }
 
     /// One pass through the layers. With `output` false only the residual
     /// stream and the queues advance (teacher forcing).
     #[inline(always)]
-    fn step_impl<const FMA: bool>(&mut self, class: usize, output: bool) {
+    fn step_impl<const K: u8>(&mut self, class: usize, output: bool) {
         let w = &self.w;
         let s = &mut self.scratch;
         let r = w.config.residual_channels;
@@ -613,17 +680,17 @@ impl Sampler {
             self.queue_pos[i] = if pos + 1 == layer.dilation { 0 } else { pos + 1 };
 
             let a = &mut s.acts[i * d..(i + 1) * d];
-            layer.activate::<FMA>(&s.x2, &mut s.z, a);
+            layer.activate::<K>(&s.x2, &mut s.z, a);
             if let Some((res, bias)) = &layer.residual {
                 let now = &mut s.x2[r..];
                 for (h, b) in now.iter_mut().zip(bias) {
                     *h += b;
                 }
-                res.matvec_acc::<FMA>(a, now);
+                res.matvec_acc::<K>(a, now);
             }
         }
         if output {
-            w.head::<FMA>(s);
+            w.head::<K>(s);
         }
     }
 }
@@ -646,7 +713,7 @@ pub struct NaiveSampler {
     /// still needed: the sum of the later layers' dilations.
     reach: Vec<usize>,
     scratch: Scratch,
-    fma: bool,
+    kernels: Kernels,
 }
 
 impl NaiveSampler {
@@ -666,7 +733,7 @@ impl NaiveSampler {
             window: vec![0.0; rf * w.config.residual_channels],
             reach,
             scratch: Scratch::new(&w.config),
-            fma: detect_fma(),
+            kernels: Kernels::best(),
             w,
         })
     }
@@ -698,9 +765,13 @@ impl NaiveSampler {
         self.seen = recent.len();
     }
 
-    /// Runs the portable kernels even where AVX2/FMA are available.
-    pub fn force_portable_kernels(&mut self, portable: bool) {
-        self.fma = !portable && detect_fma();
+    /// Runs `kernels`; false, and nothing changes, if this CPU cannot.
+    pub fn use_kernels(&mut self, kernels: Kernels) -> bool {
+        let ok = kernels.available();
+        if ok {
+            self.kernels = kernels;
+        }
+        ok
     }
 
     /// Feeds one input class and returns the logits of the next sample's
@@ -711,23 +782,29 @@ impl NaiveSampler {
         self.history[rf - 1] = input_class;
         self.seen = (self.seen + 1).min(rf);
         #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            // SAFETY: `fma` is only set when the CPU reports AVX2 and FMA.
-            unsafe { self.step_fma() };
-            return &self.scratch.logits;
+        // SAFETY: a build is only chosen when the CPU reports what it needs.
+        match self.kernels {
+            Kernels::Avx512 => unsafe { self.step_avx512() },
+            Kernels::Avx2 => unsafe { self.step_fma() },
+            Kernels::Portable => self.step_impl::<PORTABLE>(),
         }
-        self.step_impl::<PORTABLE_FMA>();
         &self.scratch.logits
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn step_avx512(&mut self) {
+        self.step_impl::<WIDE>();
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn step_fma(&mut self) {
-        self.step_impl::<true>();
+        self.step_impl::<FUSED>();
     }
 
     #[inline(always)]
-    fn step_impl<const FMA: bool>(&mut self) {
+    fn step_impl<const K: u8>(&mut self) {
         let w = &self.w;
         let s = &mut self.scratch;
         let r = w.config.residual_channels;
@@ -755,16 +832,16 @@ impl NaiveSampler {
                 } else {
                     &mut s.a[..]
                 };
-                layer.activate::<FMA>(&s.x2, &mut s.z, a);
+                layer.activate::<K>(&s.x2, &mut s.z, a);
                 if let Some((res, bias)) = &layer.residual {
                     let row = &mut self.window[j * r..(j + 1) * r];
                     for (h, b) in row.iter_mut().zip(bias) {
                         *h += b;
                     }
-                    res.matvec_acc::<FMA>(a, row);
+                    res.matvec_acc::<K>(a, row);
                 }
             }
         }
-        w.head::<FMA>(s);
+        w.head::<K>(s);
     }
 }

@@ -10,7 +10,7 @@ use reverie_engine::model_file::{Layout, ModelFileError, ModelKind, RawModel, Ro
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
-use reverie_engine::sampler::{sample_class, NaiveSampler, Sampler};
+use reverie_engine::sampler::{sample_class, Kernels, NaiveSampler, Sampler};
 use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
 
 const RATE: u32 = 16_000;
@@ -176,23 +176,25 @@ fn sampler_logits_match_candle_at_every_step() {
                 .map(|l| max_abs_diff(l, &expected[0]))
                 .fold(0.0f32, f32::max);
             assert!(spread > 0.1, "config {k}: logits hardly move ({spread})");
-            for portable in [false, true] {
+            // Every build of the kernels this CPU runs (AVX-512 where it
+            // has it), against candle at every step.
+            for kernels in [Kernels::Portable, Kernels::Avx2, Kernels::Avx512] {
                 let mut sampler = Sampler::from_model(&model).unwrap();
-                sampler.force_portable_kernels(portable);
+                if !sampler.use_kernels(kernels) {
+                    eprintln!("config {k}: this CPU cannot run {kernels:?}");
+                    continue;
+                }
                 let mut worst = 0.0f32;
                 for (t, &c) in seq.iter().enumerate() {
                     let got = sampler.step(c);
                     let diff = max_abs_diff(got, &expected[t]);
                     assert!(
                         diff <= TOLERANCE,
-                        "config {k} seed {seed} portable {portable} step {t}: {diff}"
+                        "config {k} seed {seed} {kernels:?} step {t}: {diff}"
                     );
                     worst = worst.max(diff);
                 }
-                eprintln!(
-                    "config {k} seed {seed} simd {}: max |sampler - candle| = {worst:.2e}",
-                    sampler.uses_simd_kernels()
-                );
+                eprintln!("config {k} seed {seed} {kernels:?}: max |sampler - candle| = {worst:.2e}");
             }
         }
     }
@@ -405,7 +407,7 @@ fn naive_recomputation_matches_the_cached_sampler() {
         fast.reset();
         fast.prime_classes(head);
         naive.prime_classes(head);
-        naive.force_portable_kernels(true);
+        assert!(naive.use_kernels(Kernels::Portable));
         for &c in tail {
             let a = fast.step(c).to_vec();
             assert!(max_abs_diff(&a, naive.step(c)) <= TOLERANCE);

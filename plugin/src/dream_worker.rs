@@ -10,10 +10,10 @@ use reverie_engine::perception::PerceptionModel;
 use reverie_engine::streaming::{DreamWindows, ModelStream};
 use rtrb::Producer;
 
+use crate::job::{Job, Slack};
 use crate::params::{ReverieParams, TargetNames};
 use crate::status::Status;
 use crate::telemetry::{ScorePoint, ScoreSlot};
-use crate::worker::{Job, Slack};
 
 /// Everything the dreaming thread owns.
 pub struct DreamJob {
@@ -127,9 +127,13 @@ impl Job for DreamJob {
         if let Err(e) = self.stream.process(input, output) {
             self.status.say(format!("dreaming failed: {e}"));
         }
-        self.status
-            .windows
-            .store(self.stream.windows_done(), Ordering::Relaxed);
+        let windows = self.stream.windows_done();
+        if self.status.windows.swap(windows, Ordering::Relaxed) == 0 && windows > 0 {
+            // One line per activation: a musician reading the host's log (or
+            // a test of a headless host) learns the dream is running, and on what.
+            let device = self.status.device.read().map(|d| d.clone()).unwrap_or_default();
+            nice_plug::nice_log!("Reverie is dreaming on {device}: first window done");
+        }
         let effort = self.stream.effort();
         let asked = self.stream.processor().params.iterations;
         let used = if self.status.rendering.load(Ordering::Relaxed) {
@@ -160,7 +164,7 @@ impl Job for DreamJob {
     }
 
     fn idle_wait(&self, slack: f64) -> std::time::Duration {
-        crate::worker::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
+        crate::job::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
     }
 }
 
@@ -173,8 +177,9 @@ mod tests {
     use reverie_engine::streaming::{StreamConfig, WindowProcessor};
 
     use super::*;
+    use crate::job::WorkerFlags;
     use crate::ring::Link;
-    use crate::worker::{Worker, WorkerFlags};
+    use crate::worker::Worker;
 
     /// A stand-in for the dreamer that costs `per_step` of CPU per step
     /// (busy, as dreaming is) and changes every sample by 1.

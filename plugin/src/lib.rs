@@ -6,6 +6,7 @@
 mod delay;
 mod dream_worker;
 pub mod editor;
+pub mod job;
 pub mod mixer;
 pub mod model_info;
 mod models;

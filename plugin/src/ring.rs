@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer};
 
-use crate::worker::{Job, Pace, Slack, WorkerFlags};
+use crate::job::{Job, Pace, Slack, WorkerFlags};
 
 /// How long a worker's stream fades out (and back in) around an underrun.
 const FADE_MS: f32 = 5.0;
@@ -406,13 +406,14 @@ mod tests {
     fn a_live_stream_recovers_after_the_worker_stalls() {
         use std::sync::mpsc;
 
-        use crate::worker::{Job, Worker, WorkerFlags};
+        use crate::job::{Job, WorkerFlags};
+        use crate::worker::Worker;
 
         /// Adds 1 to every sample, after waiting for the gate once.
         struct Gated(Option<mpsc::Receiver<()>>);
 
         impl Job for Gated {
-            fn prepare(&mut self, _: crate::worker::Slack) {}
+            fn prepare(&mut self, _: crate::job::Slack) {}
             fn process(&mut self, input: &[f32], output: &mut [f32]) {
                 if let Some(gate) = self.0.take() {
                     // Closed until the test drops its end.

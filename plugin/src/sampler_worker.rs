@@ -11,9 +11,9 @@ use reverie_engine::generator::{Generator, GeneratorMode, GeneratorState};
 use reverie_engine::sampler::Sampler;
 use reverie_engine::streaming::{ModelStream, StreamConfig, StreamError};
 
+use crate::job::{Job, Slack};
 use crate::params::{ReverieParams, WavenetMode};
 use crate::status::Status;
-use crate::worker::{Job, Slack};
 
 /// What the sampler is doing, for the editor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,6 @@ impl Job for SamplerJob {
     }
 
     fn idle_wait(&self, slack: f64) -> std::time::Duration {
-        crate::worker::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
+        crate::job::idle_wait(slack, self.status.rendering.load(Ordering::Relaxed))
     }
 }

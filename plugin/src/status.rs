@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, RwLock};
 
-use crate::worker::WorkerFlags;
+use crate::job::WorkerFlags;
 
 /// Shared status of one plugin instance.
 #[derive(Default)]

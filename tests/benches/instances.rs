@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use reverie_tests::clap_host::{BlockHost, ClapPlugin, CHANNELS};
 use reverie_tests::signals::program;
+use reverie_tests::STATS_ENV;
 
-/// The plugin's statistics file variable (`reverie::STATS_ENV`).
-const STATS_ENV: &str = "REVERIE_STATS";
 const INSTANCES: usize = 8;
 const RATE: f64 = 48_000.0;
 const BLOCK: usize = 512;

@@ -5,9 +5,15 @@ pub mod clap_host;
 pub mod screenshot;
 pub mod signals;
 pub mod vst3_host;
+pub mod xvfb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The variable naming the file the plugin appends each activation's
+/// statistics to (the plugin's `STATS_ENV`; the plugin crate is not a
+/// dependency here, the tests load its bundle).
+pub const STATS_ENV: &str = "REVERIE_STATS";
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use reverie_tests::clap_host::{clap_param_id, reverie_bundle, ClapPlugin, ParamChange};
 use reverie_tests::signals::{delayed, first_difference, noise, program, sine};
+use reverie_tests::xvfb::{close_windows, xvfb, Running};
+use reverie_tests::STATS_ENV;
 
 const RATES: [f64; 3] = [44_100.0, 48_000.0, 96_000.0];
 
@@ -775,17 +777,20 @@ fn a_fast_host_that_says_nothing_gets_the_offline_render() {
     );
 }
 
-/// 8. The standalone wrapper runs the plugin with the dummy backend (it
-///    processes silence in real time until SIGINT) and shuts down cleanly
-///    on SIGINT (deactivate joins the worker). Here without an X display,
-///    as on a headless machine: the audio runs without the editor, and the
-///    one error is the editor's missing display (`tests/editor.rs` opens
-///    the editor under Xvfb).
+/// 8. The standalone wrapper, as a musician starts it on a desktop (here a
+///    private X server): the editor opens, the dummy backend plays
+///    silence through `process()` in real time until the dream worker has
+///    finished windows (it says so in the log), and closing the window (as
+///    a window manager's close button does) ends the program cleanly: exit
+///    status 0, no error logged, and the activation's statistics written
+///    when deactivate joined the workers.
 #[test]
 fn standalone_runs_with_the_dummy_backend() {
     let _serial = serial();
+    let (_server, display) = xvfb(1600, 1200);
+    let stats = reverie_tests::scratch("standalone").join("stats.jsonl");
     let bundle = reverie_bundle();
-    let mut child = Command::new(&bundle.standalone)
+    let child = Command::new(&bundle.standalone)
         .args([
             "--backend",
             "dummy",
@@ -795,14 +800,16 @@ fn standalone_runs_with_the_dummy_backend() {
             "512",
         ])
         .env_remove("NICE_LOG") // log to stderr, where we wait for the start
-        .env_remove("DISPLAY")
+        .env("DISPLAY", &display)
         .env_remove("WAYLAND_DISPLAY")
+        .env(STATS_ENV, &stats)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the standalone starts");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut app = Running(child);
+    let stderr = app.0.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -813,10 +820,10 @@ fn standalone_runs_with_the_dummy_backend() {
     });
     let mut log = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let started = loop {
+    let dreaming = loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => {
-                let done = line.contains("blocking indefinitely");
+                let done = line.contains("is dreaming on");
                 log.push(line);
                 if done {
                     break true;
@@ -825,49 +832,45 @@ fn standalone_runs_with_the_dummy_backend() {
             Err(_) => break false,
         }
     };
-    if !started {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the standalone never started processing:\n{}", log.join("\n"));
-    }
-    // Let the dummy backend run ~90 periods of 512 samples through process().
-    std::thread::sleep(Duration::from_secs(1));
     assert!(
-        child.try_wait().expect("wait").is_none(),
+        dreaming,
+        "the standalone never finished a dream window:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        app.0.try_wait().expect("wait").is_none(),
         "the standalone stopped by itself:\n{}",
         log.join("\n")
     );
-    let signalled = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
+    assert!(
+        close_windows(&display).expect("the X server answers") > 0,
+        "the editor opened no window"
+    );
+    // stderr closes when the program ends: the reader then finishes.
+    let closed = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(closed.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "the standalone did not exit when its window closed:\n{}",
+                    log.join("\n")
+                )
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the standalone did not exit on SIGINT:\n{}", log.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    }
     reader.join().expect("reader");
-    log.extend(rx.try_iter());
-    let no_display = |l: &&String| l.contains("Failed to open editor") && l.contains("display");
-    let errors: Vec<&String> = log
-        .iter()
-        .filter(|l| l.contains("ERROR") && !no_display(l))
-        .collect();
+    let status = app.0.wait().expect("wait");
     let log = log.join("\n");
     assert!(!log.contains("panicked"), "the standalone panicked:\n{log}");
-    assert!(errors.is_empty(), "the standalone logged an error:\n{log}");
-    assert!(
-        status.success() || log.contains("Failed to open editor"),
-        "the standalone exited with {status}:\n{log}"
-    );
+    assert!(!log.contains("ERROR"), "the standalone logged an error:\n{log}");
+    assert!(status.success(), "the standalone exited with {status}:\n{log}");
+    let written = std::fs::read_to_string(&stats).expect("deactivate wrote the statistics");
+    let line: serde_json::Value =
+        serde_json::from_str(written.lines().last().expect("one line")).expect("JSON");
+    assert_eq!(line["rate"], 48_000, "{written}");
+    assert!(line["windows"].as_u64().unwrap_or(0) > 0, "{written}");
 }
 
 /// The WaveNet thread: in generate mode it makes sound out of silence, the

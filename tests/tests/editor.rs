@@ -1,58 +1,13 @@
 //! The editor opens in the standalone build under a real X server (Xvfb),
 //! draws something, and scales: screenshots at 1x and 2x.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reverie_tests::clap_host::reverie_bundle;
 use reverie_tests::screenshot::Shot;
 use reverie_tests::workspace_root;
-
-/// A process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts Xvfb on a free display; returns it and the display name.
-fn xvfb(width: u32, height: u32) -> (Running, String) {
-    for n in 0..50 {
-        let display = format!(":{}", 90 + (std::process::id() + n) % 400);
-        let lock = format!("/tmp/.X{}-lock", &display[1..]);
-        if std::path::Path::new(&lock).exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .args([
-                &display,
-                "-screen",
-                "0",
-                &format!("{width}x{height}x24"),
-                "-nolisten",
-                "tcp",
-                "-br",
-                "-noreset",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb runs (the README's test command installs the xvfb package)");
-        let server = Running(child);
-        // The server is up once a dump of its root window works.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if Shot::take(&display).is_ok() {
-                return (server, display);
-            }
-        }
-        drop(server);
-    }
-    panic!("no free X display for Xvfb");
-}
+use reverie_tests::xvfb::{xvfb, Running};
 
 /// Runs the standalone on `display` with the dummy audio backend and
 /// returns a screenshot once the editor has drawn itself.

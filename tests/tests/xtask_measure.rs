@@ -234,22 +234,66 @@ fn nll_scores_the_default_wavenet_on_piano_silence_and_noise() {
     }
     let s = nats(&stdout, &silence);
     assert!(s < 0.1, "silence: {s}\n{stdout}");
-    // Every sample lands in one level: the shares add up to the whole.
-    let shares: f32 = stdout
-        .lines()
-        .filter(|l| l.contains("% of samples"))
-        .map(|l| {
-            l.split('%')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .last()
-                .unwrap()
-                .parse::<f32>()
-                .unwrap()
-        })
-        .sum();
-    assert!((shares - 100.0).abs() < 0.5, "{shares}\n{stdout}");
+    // The split by level: (share of samples, mean nats) of each level.
+    let level = |name: &str| -> (f64, f64) {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line\n{stdout}"));
+        let share = line
+            .split('%')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let nats = line
+            .split("nats")
+            .next()
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (share, nats)
+    };
+    let levels: Vec<(f64, f64)> = ["onsets", "loud", "moderate", "quiet", "silence"]
+        .iter()
+        .map(|l| level(l))
+        .collect();
+    // The levels' means, weighted by their shares, are the overall mean:
+    // every score counted once, in one level.
+    let overall: f64 = line_for(&stdout, std::path::Path::new("all 4 files"))
+        .split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no overall mean\n{stdout}"));
+    let weighted: f64 = levels.iter().map(|(share, n)| share / 100.0 * n).sum();
+    assert!(
+        (weighted - overall).abs() < 0.01,
+        "{weighted} vs {overall}\n{stdout}"
+    );
+    // The silent file (a quarter of the 16 kHz samples here, as long as a
+    // melody) lands in the silence level, and its near-zero loss with it;
+    // the loud white noise in the loud level.
+    let seconds = |p: &std::path::Path| {
+        let r = hound::WavReader::open(p).unwrap();
+        f64::from(r.duration()) / f64::from(r.spec().sample_rate)
+    };
+    let all: f64 = files.iter().map(|p| seconds(p)).sum();
+    let (silent_share, silent_nats) = levels[4];
+    assert!(
+        silent_share + 1.0 >= 100.0 * seconds(&silence) / all,
+        "{silent_share}%\n{stdout}"
+    );
+    assert!(silent_nats < 0.1, "{silent_nats}\n{stdout}");
+    let (loud_share, loud_nats) = levels[1];
+    assert!(
+        loud_share + 1.0 >= 100.0 * seconds(&noise) / all,
+        "{loud_share}%\n{stdout}"
+    );
+    assert!(loud_nats > 2.0, "{loud_nats}\n{stdout}");
 
     let missing = dir.join("missing.wav");
     cargo_xtask_fails(&["nll", missing.to_str().unwrap()], "does not exist");

@@ -18,6 +18,7 @@ pub mod layers;
 pub mod likelihood;
 pub mod model_file;
 pub mod mulaw;
+pub mod notes;
 pub mod perception;
 pub mod pitch;
 pub mod resample;

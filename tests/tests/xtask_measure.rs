@@ -8,6 +8,11 @@ use hound::{SampleFormat, WavSpec};
 use reverie_tests::{cargo_xtask, cargo_xtask_fails, scratch};
 
 fn write(path: &Path, rate: u32, channels: u16, sample: impl Fn(usize) -> f32) {
+    write_samples(path, rate, channels, rate as usize, sample);
+}
+
+/// Writes `len` frames of `sample` to a 16-bit WAV file.
+fn write_samples(path: &Path, rate: u32, channels: u16, len: usize, sample: impl Fn(usize) -> f32) {
     let spec = WavSpec {
         channels,
         sample_rate: rate,
@@ -15,7 +20,7 @@ fn write(path: &Path, rate: u32, channels: u16, sample: impl Fn(usize) -> f32) {
         sample_format: SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..rate as usize {
+    for i in 0..len {
         let v = sample(i);
         for _ in 0..channels {
             w.write_sample((v * 32_000.0) as i16).unwrap();
@@ -187,6 +192,82 @@ fn dataset_piano_renders_pitched_melodies() {
         cargo_xtask_fails(&all, needle);
         assert!(!out.exists(), "{args:?} left {} behind", out.display());
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The note measures line `  notes: ...` printed right after `file`'s line.
+fn notes_line<'a>(stdout: &'a str, file: &Path) -> &'a str {
+    let first = line_for(stdout, file);
+    let mut lines = stdout.lines().skip_while(|l| *l != first).skip(1);
+    lines
+        .next()
+        .filter(|l| l.starts_with("  notes: "))
+        .unwrap_or_else(|| panic!("no notes line after {first}:\n{stdout}"))
+}
+
+/// The number after `key` in `line` (up to a space, comma, `%` or `)`).
+fn number_after(line: &str, key: &str) -> f32 {
+    let at = line.find(key).unwrap_or_else(|| panic!("no `{key}` in {line}"));
+    line[at + key.len()..]
+        .split(|c: char| c == ',' || c == '%' || c == ')' || c.is_whitespace())
+        .find(|s| !s.is_empty())
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("`{key}` in {line}: {e}"))
+}
+
+/// `pitch` also says whether audio holds notes: rendered piano melodies
+/// sound almost throughout, strike several notes and let each ring, while
+/// a synthetic drone (one tone under a hiss, never struck again) is named
+/// as one.
+#[test]
+fn pitch_tells_piano_notes_from_a_drone() {
+    let dir = scratch("xtask-notes");
+    render_two_melodies(&dir, &["--seed", "23"]);
+    let pianos = [dir.join("piano-0000.wav"), dir.join("piano-0001.wav")];
+    let drone = dir.join("drone.wav");
+    let hiss = white_noise(99);
+    write_samples(&drone, 16_000, 1, 5 * 16_000, |i| {
+        let t = i as f32 / 16_000.0;
+        let tone: f32 = (1..5)
+            .map(|h| 0.2 / h as f32 * (std::f32::consts::TAU * 262.0 * h as f32 * t).sin())
+            .sum();
+        tone + 0.05 * hiss[i % hiss.len()]
+    });
+
+    let out = cargo_xtask(&[
+        "pitch",
+        pianos[0].to_str().unwrap(),
+        pianos[1].to_str().unwrap(),
+        drone.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Seed 23's first melody is played legato, its second detached (rests
+    // between notes): both strike notes that ring, only the first sounds
+    // throughout.
+    let legato = notes_line(&stdout, &pianos[0]);
+    assert!(number_after(legato, "sounding ") > 80.0, "{legato}");
+    assert!(number_after(legato, "drop ") < 10.0, "{legato}");
+    for piano in &pianos {
+        let line = notes_line(&stdout, piano);
+        assert!(number_after(line, "frames of ") == 32.0, "{line}");
+        assert!(number_after(line, "sounding ") <= 100.0, "{line}");
+        // 1.5 s of melody at 60 to 170 beats a minute: a few notes at least.
+        assert!(number_after(line, "%, ") >= 2.0, "{line}");
+        assert!(number_after(line, "longest ring ") > 0.3, "{line}");
+        assert!(number_after(line, "3-8 kHz share ") < 0.1, "{line}");
+        assert!(!line.contains("drone"), "{line}");
+    }
+    let line = notes_line(&stdout, &drone);
+    assert!(
+        number_after(line, "%, ") == 1.0,
+        "one onset, at the start: {line}"
+    );
+    let droning = number_after(line, "drone: no onset for ");
+    assert!((4.9..=5.0).contains(&droning), "{line}");
+    assert!(number_after(line, "drop ").abs() < 1.0, "{line}");
+    assert!(stdout.contains("1 of 3 files drone"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

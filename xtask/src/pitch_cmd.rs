@@ -1,10 +1,12 @@
-//! `cargo xtask pitch`: how pitched some audio files are, as numbers, so a
-//! WaveNet's generated samples can be compared with the music it learnt
-//! from without listening to every one.
+//! `cargo xtask pitch`: how pitched some audio files are, and whether they
+//! hold notes or click out bursts (or drone), as numbers, so a WaveNet's
+//! generated samples can be compared with the music it learnt from without
+//! listening to every one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use reverie_engine::notes::{measure_notes, NoteMeasures, DRONE_S};
 use reverie_engine::pitch::{pitchedness, Pitchedness};
 use reverie_trainer::MonoAudio;
 
@@ -17,11 +19,15 @@ pub struct PitchArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Runs `cargo xtask pitch`: one line per file, then the median.
+/// Runs `cargo xtask pitch`: two lines per file (pitch, then notes), then
+/// the medians.
 pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
     let mut all: Vec<Pitchedness> = Vec::new();
+    let mut notes: Vec<NoteMeasures> = Vec::new();
     for path in &args.files {
-        let (_, p) = read_and_measure(path)?;
+        let (audio, p) = read_and_measure(path)?;
+        let n = measure_notes(&audio.samples, audio.sample_rate)
+            .with_context(|| format!("measuring {}", path.display()))?;
         println!(
             "{}: clarity {:.2}, flatness {:.3}, {} frames",
             path.display(),
@@ -29,7 +35,9 @@ pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
             p.flatness,
             p.frames
         );
+        println!("{}", notes_line(&n));
         all.push(p);
+        notes.push(n);
     }
     if all.len() > 1 {
         let median = |f: fn(&Pitchedness) -> f32| {
@@ -43,11 +51,69 @@ pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
             median(|p| p.clarity),
             median(|p| p.flatness)
         );
+        println!("{}", median_notes_line(&notes));
     }
     println!(
         "(notes: clarity about 0.5 or more, flatness near 0; noise: clarity under 0.3, flatness about 0.2 or more)"
     );
+    println!(
+        "(piano melodies: sounding 95% or more, longest ring 0.5 s or more, drop under 10 dB, 3-8 kHz share \
+         under 0.07; bursts: sounding about half, rings under 0.3 s, drops of 20 dB and more; a drone: no onset \
+         for over {DRONE_S:.0} s)"
+    );
     Ok(())
+}
+
+/// One file's note measures: `  notes: sounding S%, O onsets in F frames
+/// of 32 ms, longest ring R s, longest without onset W s, drop D dB in
+/// 0.3 s (over K onsets), 3-8 kHz share H`, and `, drone: no onset for N s`
+/// when it drones; `-` stands for a number that cannot be measured (no
+/// onset early enough, no sounding frame).
+fn notes_line(n: &NoteMeasures) -> String {
+    let mut line = format!(
+        "  notes: sounding {:.0}%, {} onsets in {} frames of {:.0} ms, longest ring {:.2} s, \
+         longest without onset {:.2} s, drop {} dB in 0.3 s (over {} onsets), 3-8 kHz share {}",
+        100.0 * n.sounding,
+        n.onsets,
+        n.frames,
+        1000.0 * n.frame_s,
+        n.longest_ring_s,
+        n.longest_without_onset_s,
+        or_dash(n.decay_db, 1),
+        n.decays,
+        or_dash(n.high_share, 3),
+    );
+    if let Some(s) = n.drone_s() {
+        line.push_str(&format!(", drone: no onset for {s:.1} s"));
+    }
+    line
+}
+
+/// The medians of the files' note measures (each over the files where it
+/// could be measured), and how many files drone.
+fn median_notes_line(notes: &[NoteMeasures]) -> String {
+    let median = |f: &dyn Fn(&NoteMeasures) -> Option<f32>| -> Option<f32> {
+        let mut v: Vec<f32> = notes.iter().filter_map(f).collect();
+        v.sort_by(f32::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let drones = notes.iter().filter(|n| n.drone_s().is_some()).count();
+    format!(
+        "  notes median: sounding {:.0}%, {} onsets, longest ring {:.2} s, longest without onset {:.2} s, \
+         drop {} dB in 0.3 s, 3-8 kHz share {}; {drones} of {} files drone",
+        100.0 * median(&|n| Some(n.sounding)).unwrap_or(0.0),
+        median(&|n| Some(n.onsets as f32)).unwrap_or(0.0),
+        median(&|n| Some(n.longest_ring_s)).unwrap_or(0.0),
+        median(&|n| Some(n.longest_without_onset_s)).unwrap_or(0.0),
+        or_dash(median(&|n| n.decay_db), 1),
+        or_dash(median(&|n| n.high_share), 3),
+        notes.len(),
+    )
+}
+
+/// `value` with `digits` decimals, or `-` when there is none.
+fn or_dash(value: Option<f32>, digits: usize) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
 }
 
 /// An audio file mixed to mono at its own rate, and its pitch measures.

@@ -1,6 +1,10 @@
 //! The WaveNet: µ-law companding, the candle network, the cached real-time
 //! sampler against the candle full-sequence forward pass and against naive
 //! recomputation, sampling, and the model file.
+//!
+//! One file, though long: every test builds on the same random small models
+//! and compares against the same candle full-sequence forward pass, the
+//! reference the sampler is checked against for each configuration.
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};

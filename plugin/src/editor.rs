@@ -3,6 +3,11 @@
 //! It reads the audio and dreaming threads' output from lock-free rings
 //! ([`crate::telemetry`]) and lays out what [`crate::view`] and
 //! [`crate::model_info`] compute.
+//!
+//! One file, though long: it is one egui frame laid out top to bottom, and the
+//! panels share the frame's state (the selected model, the telemetry drained
+//! this frame); what can be computed apart from egui already lives in
+//! `view.rs` and `model_info.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -9,6 +9,10 @@
 //! `request_callback`, answered with `on_main_thread` after each call into the
 //! plugin, and a restart requested during activation, which
 //! [`ClapPlugin::activate`] honours as a DAW would.
+//!
+//! One file, though long: the host's callbacks, its extensions and the
+//! instance's lifecycle are one FFI surface, each part meaningful only with
+//! the others.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};

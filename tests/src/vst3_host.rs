@@ -11,6 +11,10 @@
 //! said `kRealtime`), with automation through the parameter-change queues,
 //! state through `IBStream`, and parameter texts through the edit
 //! controller.
+//!
+//! One file, though long: the COM objects the host implements (parameter
+//! queues, the stream, the component handler) and the instance's
+//! lifecycle are one FFI surface, each part meaningful only with the others.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_void, CStr};

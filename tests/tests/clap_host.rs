@@ -9,6 +9,11 @@
 //! any allocation inside `process()` aborts the test binary. Tests hold a
 //! process-wide lock: they are CPU-bound (dream workers) and one of them
 //! counts threads.
+//!
+//! One file, though long: every test here holds the same process-wide lock
+//! and the same built bundle, so the CPU-bound renders never run beside each
+//! other and the thread-counting test sees only its own instance; split
+//! across binaries they would need a lock across processes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

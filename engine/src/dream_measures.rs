@@ -56,6 +56,15 @@ pub fn measure(input: &[f32], delta: &[f32], rate: u32, hop_seconds: f32) -> Del
     }
 }
 
+/// The spectral flatness of any sound in [`FLATNESS_BAND`], as
+/// [`DeltaMeasures::input_flatness`] reads it: the band a listener hears
+/// hiss in, whatever the file's rate (a full-band measure reads a change
+/// made at 16 kHz and played at 48 kHz as tonal, for the empty band above
+/// 8 kHz).
+pub fn flatness(x: &[f32], rate: u32) -> f32 {
+    Spectra::new(x, rate).median_flatness()
+}
+
 fn rms(x: &[f32]) -> f32 {
     (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len().max(1) as f64).sqrt() as f32
 }
@@ -275,6 +284,23 @@ mod tests {
             "chord plus noise {}",
             noisy.input_flatness
         );
+    }
+
+    #[test]
+    fn flatness_reads_band_limited_hiss_at_any_rate() {
+        // White noise made at 16 kHz and played at 48 kHz (each sample held
+        // three times, then smoothed by a 3-tap mean: nothing above 8 kHz),
+        // as the dream's change comes out of the plugin. It is still hiss
+        // to the ear, and in the band; the full-band pitch measure reads
+        // it as tonal, because two thirds of its spectrum are empty.
+        let white = noise(4 * RATE as usize, 7);
+        let held: Vec<f32> = white.iter().flat_map(|&v| [v; 3]).collect();
+        let smooth: Vec<f32> = held.windows(3).map(|w| (w[0] + w[1] + w[2]) / 3.0).collect();
+        let banded = flatness(&smooth, 3 * RATE);
+        assert!(banded > 0.3, "banded {banded}");
+        let full = crate::pitch::pitchedness(&smooth, 3 * RATE).flatness;
+        assert!(full < 0.5 * banded, "full band {full}, banded {banded}");
+        assert!(flatness(&chord(4 * RATE as usize), RATE) < 0.01);
     }
 
     #[test]

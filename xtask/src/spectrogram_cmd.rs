@@ -38,7 +38,13 @@ pub fn run(args: &SpectrogramArgs) -> anyhow::Result<()> {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let label = format!("{name}  clarity {:.2}  flatness {:.3}", p.clarity, p.flatness);
+        // The picture's flatness is the dream report's, in the band hiss is
+        // heard in: what the eye sees between the partials.
+        let flatness = reverie_engine::dream_measures::flatness(&audio.samples, audio.sample_rate);
+        let label = format!(
+            "{name}  clarity {:.2}  flatness 50 Hz-7 kHz {flatness:.3}",
+            p.clarity
+        );
         sounds.push((label, audio));
     }
     let longest = sounds

@@ -7,7 +7,10 @@
 //! - `naive_recompute`: recomputing every layer over the receptive field per
 //!   sample, same kernels;
 //! - `candle_per_step`: a candle forward pass over the receptive field per
-//!   sample.
+//!   sample;
+//! - `predictor/predict_push`: the backward-adaptive predictor
+//!   (`engine::predictor`, default for 16 kHz: order 16, pitch 2-20 ms,
+//!   refitted every 2.5 ms) alone, per sample, to set beside the sampler.
 //!
 //! Criterion reports samples per second (`Throughput::Elements`); a summary
 //! at the end prints medians, the real-time factor at 16 kHz (samples/s /
@@ -26,6 +29,7 @@ use candle_core::{Device, Tensor};
 use criterion::{criterion_group, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reverie_engine::predictor::{Predictor, PredictorConfig};
 use reverie_engine::sampler::{Kernels, NaiveSampler, Sampler};
 use reverie_engine::wavenet::{Padding, WavenetConfig, WavenetModel};
 
@@ -97,6 +101,30 @@ fn bench(c: &mut Criterion) {
     let window: Vec<u32> = ctx.iter().map(|&c| c as u32).collect();
     group.bench_function("candle_per_step", |b| {
         b.iter(|| black_box(candle_step(&model, &window)))
+    });
+    group.finish();
+
+    predictor_cost(c);
+}
+
+/// The predictor's cost per sample on a periodic signal (every refit runs
+/// the full pitch search), as a group of its own.
+fn predictor_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("predictor");
+    group.throughput(Throughput::Elements(BLOCK as u64));
+    let signal: Vec<f32> = (0..BLOCK * 16)
+        .map(|i| 0.3 * (i as f32 * std::f32::consts::TAU * 220.0 / RATE).sin())
+        .collect();
+    let mut p = Predictor::new(PredictorConfig::for_rate(RATE as u32)).unwrap();
+    let mut at = 0;
+    group.bench_function("predict_push", |b| {
+        b.iter(|| {
+            for _ in 0..BLOCK {
+                black_box(p.predict());
+                p.push(signal[at]);
+                at = (at + 1) % signal.len();
+            }
+        })
     });
     group.finish();
 }

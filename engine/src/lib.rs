@@ -21,6 +21,7 @@ pub mod mulaw;
 pub mod notes;
 pub mod perception;
 pub mod pitch;
+pub mod predictor;
 pub mod resample;
 mod rng;
 pub mod sampler;

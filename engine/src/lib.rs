@@ -11,6 +11,7 @@ pub mod device;
 pub mod dream_measures;
 pub mod dreamer;
 pub mod effort;
+pub mod emphasis;
 pub mod filters;
 pub mod generator;
 pub mod kernels;

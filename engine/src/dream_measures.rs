@@ -99,9 +99,7 @@ impl Spectra {
         let size = ((rate as f32 * 0.046) as usize).next_power_of_two().max(256);
         let hop = size / 4;
         let fft = FftPlanner::new().plan_fft_forward(size);
-        let window: Vec<f32> = (0..size)
-            .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / size as f32).cos())
-            .collect();
+        let window = crate::stft::hann(size);
         let mut buf = vec![Complex32::default(); size];
         let mut frames = Vec::new();
         let mut start = 0;

@@ -224,9 +224,7 @@ fn onsets(levels: &[f32], sounding: &[bool]) -> Vec<bool> {
 /// Energy in [`HIGH_BAND`] over [`FULL_BAND`], over the sounding frames.
 fn high_share(x: &[f32], len: usize, rate: u32, sounding: &[bool]) -> Option<f32> {
     let fft = FftPlanner::<f32>::new().plan_fft_forward(len);
-    let window: Vec<f32> = (0..len)
-        .map(|n| 0.5 - 0.5 * (std::f32::consts::TAU * n as f32 / len as f32).cos())
-        .collect();
+    let window = crate::stft::hann(len);
     // Each bin of the one-sided spectrum stands for itself and its mirror
     // image, except 0 Hz and (for an even length) the Nyquist frequency.
     let weights: Vec<(f64, bool, bool)> = (0..=len / 2)

@@ -27,9 +27,7 @@ pub struct Pitchedness {
 /// Measures `x` (mono, at `rate` Hz) in 64 ms Hann-windowed frames.
 pub fn pitchedness(x: &[f32], rate: u32) -> Pitchedness {
     let len = ((0.064 * rate as f32) as usize).next_power_of_two().max(64);
-    let window: Vec<f32> = (0..len)
-        .map(|n| 0.5 - 0.5 * (std::f32::consts::TAU * n as f32 / len as f32).cos())
-        .collect();
+    let window = crate::stft::hann(len);
     let (min_lag, max_lag) = ((rate / 1000).max(1) as usize, ((rate / 50) as usize).min(len - 1));
     // Autocorrelation through the power spectrum of the frame zero-padded
     // to twice its length (so the circular correlation is the linear one).

@@ -47,9 +47,7 @@ impl Spectrogram {
         // About 46 ms: resolves neighbouring semitones above ~300 Hz.
         let size = ((rate * 0.046) as usize).next_power_of_two().max(256);
         let fft = FftPlanner::new().plan_fft_forward(size);
-        let window: Vec<f32> = (0..size)
-            .map(|n| 0.5 - 0.5 * (std::f32::consts::TAU * n as f32 / size as f32).cos())
-            .collect();
+        let window = crate::stft::hann(size);
         let scale = 2.0 / window.iter().sum::<f32>();
         let bin_hz = rate / size as f32;
         let high = HIGH_HZ.min(rate / 2.0);

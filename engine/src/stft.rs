@@ -39,9 +39,7 @@ impl Stft {
         let scratch_len = forward
             .get_inplace_scratch_len()
             .max(inverse.get_inplace_scratch_len());
-        let analysis: Vec<f32> = (0..len)
-            .map(|n| (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / len as f64).cos()) as f32)
-            .collect();
+        let analysis = hann(len);
         let synthesis = analysis.iter().map(|w| w / 1.5).collect();
         Self {
             len,
@@ -122,6 +120,15 @@ impl Stft {
             *s = b * (scale * twice);
         }
     }
+}
+
+/// The periodic Hann window of `len` samples, `0.5 - 0.5 cos(2 pi n / len)`
+/// computed in f64: the one window every framed analysis in the engine
+/// uses (the dream's frames, the spectrograms, the measures).
+pub fn hann(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|n| (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / len as f64).cos()) as f32)
+        .collect()
 }
 
 #[cfg(test)]

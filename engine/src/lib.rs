@@ -30,6 +30,7 @@ pub mod spectral_dream;
 pub mod spectrogram;
 pub mod stft;
 pub mod streaming;
+pub mod tone_sampling;
 pub mod wav;
 pub mod wavenet;
 

@@ -26,6 +26,7 @@ use rand::Rng;
 
 use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
+use crate::tone_sampling::ToneAwareSampler;
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
@@ -600,6 +601,27 @@ impl Sampler {
         let class = self.draw(temperature, rng);
         self.dispatch(class, true);
         self.w.decoded[class]
+    }
+
+    /// [`sample_next`](Self::sample_next), drawing the class the tone-aware
+    /// way ([`crate::tone_sampling`]): sharper where the sound so far is
+    /// periodic, never from the distribution's floor. `tone` hears the
+    /// sample drawn.
+    pub fn sample_next_tone_aware<R: Rng>(
+        &mut self,
+        tone: &mut ToneAwareSampler,
+        temperature: f32,
+        rng: &mut R,
+    ) -> f32 {
+        if !self.fed {
+            let silence = self.w.mulaw.encode(0.0);
+            self.dispatch(silence, true);
+        }
+        let class = tone.draw(&self.scratch.logits, temperature, rng);
+        self.dispatch(class, true);
+        let sample = self.w.decoded[class];
+        tone.push(sample);
+        sample
     }
 
     /// Generates `out.len()` samples into `out` with [`sample_next`](Self::sample_next).

@@ -15,6 +15,7 @@ use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_engine::sampler::{sample_class, Kernels, NaiveSampler, Sampler};
+use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
 
 const RATE: u32 = 16_000;
@@ -441,6 +442,47 @@ fn generated_audio_is_what_candle_predicts() {
     }
     let distinct: std::collections::BTreeSet<_> = fed.iter().collect();
     assert!(distinct.len() > 5, "sampling at temperature 1 varies");
+}
+
+/// Tone-aware sampling draws from the same logits the plain sampler does:
+/// at temperature 0 both take the most likely class, so they generate the
+/// same audio; at temperature 1 it is deterministic by seed and every
+/// sample it returns is a class's value, heard by the tone sampler.
+#[test]
+fn tone_aware_sampling_runs_on_the_samplers_logits() {
+    let model = random_model(config(&[1, 2, 4, 8], 8, 8, 16, 256), 12);
+    let audio: Vec<f32> = (0..200).map(|i| 0.5 * (i as f32 * 0.07).sin()).collect();
+    let (mut plain, mut toned) = (
+        Sampler::from_model(&model).unwrap(),
+        Sampler::from_model(&model).unwrap(),
+    );
+    let mut tone = ToneAwareSampler::new(16_000, 256).unwrap();
+    plain.prime(&audio);
+    toned.prime(&audio);
+    audio.iter().for_each(|&x| tone.push(x));
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for t in 0..300 {
+        let a = plain.sample_next(0.0, &mut rng);
+        let b = toned.sample_next_tone_aware(&mut tone, 0.0, &mut rng);
+        assert_eq!(a.to_bits(), b.to_bits(), "sample {t}");
+        assert_eq!(plain.logits(), toned.logits(), "sample {t}");
+    }
+    let run = |seed: u64| {
+        let mut s = Sampler::from_model(&model).unwrap();
+        let mut tone = ToneAwareSampler::new(16_000, 256).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..300)
+            .map(|_| s.sample_next_tone_aware(&mut tone, 1.0, &mut rng))
+            .collect::<Vec<f32>>()
+    };
+    let (a, b, c) = (run(1), run(1), run(2));
+    assert_eq!(a, b, "same seed, same audio");
+    assert_ne!(a, c, "another seed, other audio");
+    let q = MuLaw::new(256).unwrap();
+    assert!(
+        a.iter().all(|&x| q.decode(q.encode(x)) == x),
+        "every sample is a class's value"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::sampler::Sampler;
+use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_trainer::mono_wav::write_mono_wav;
 
 use crate::progress::styled_bar;
@@ -35,6 +36,10 @@ pub struct GenerateArgs {
     /// more conservative, 0 always takes the most likely sample.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Tone-aware sampling (LPCNet's): sharper where the audio so far is
+    /// periodic, and never from the distribution's long tail.
+    #[arg(long)]
+    pub tone_aware: bool,
     /// Seed of the random sampling: the same seed gives the same audio.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -71,7 +76,14 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     }
 
     let n = (args.seconds * f64::from(model_rate)).round() as usize;
-    let audio = generate(&mut sampler, n, args.temperature, args.seed);
+    let mut tone = if args.tone_aware {
+        let mut tone = ToneAwareSampler::new(model_rate, sampler.mulaw().classes())?;
+        prime.iter().flatten().for_each(|&x| tone.push(x));
+        Some(tone)
+    } else {
+        None
+    };
+    let audio = generate(&mut sampler, tone.as_mut(), n, args.temperature, args.seed);
     let pitch = reverie_engine::pitch::pitchedness(&audio, model_rate);
     eprintln!(
         "pitch clarity {:.2}, spectral flatness {:.3} over {} frames (notes: clarity about 0.5 or more, \
@@ -152,7 +164,13 @@ pub fn load_audio_at(path: &Path, rate: u32, what: &str) -> anyhow::Result<Vec<f
 }
 
 /// `n` samples in blocks, with a progress bar.
-fn generate(sampler: &mut Sampler, n: usize, temperature: f32, seed: u64) -> Vec<f32> {
+fn generate(
+    sampler: &mut Sampler,
+    mut tone: Option<&mut ToneAwareSampler>,
+    n: usize,
+    temperature: f32,
+    seed: u64,
+) -> Vec<f32> {
     let rate = f64::from(sampler.sample_rate());
     let bar = styled_bar(
         n as u64,
@@ -162,7 +180,12 @@ fn generate(sampler: &mut Sampler, n: usize, temperature: f32, seed: u64) -> Vec
     let mut out = vec![0.0f32; n];
     let started = Instant::now();
     for block in out.chunks_mut(BLOCK) {
-        sampler.generate_into(block, temperature, &mut rng);
+        match tone.as_deref_mut() {
+            Some(tone) => block
+                .iter_mut()
+                .for_each(|v| *v = sampler.sample_next_tone_aware(tone, temperature, &mut rng)),
+            None => sampler.generate_into(block, temperature, &mut rng),
+        }
         bar.inc(block.len() as u64);
         let done = bar.position() as f64 / rate;
         bar.set_message(format!(

@@ -12,7 +12,15 @@ use reverie_tests::{scratch, workspace_root};
 fn install_puts_loadable_bundles_in_the_users_plugin_folders() {
     let home = scratch("install-home");
     let out = Command::new(env!("CARGO"))
-        .args(["xtask", "install", "--debug"])
+        // The features the CLAP and VST3 tests build with: one build of the
+        // plugin serves all of them.
+        .args([
+            "xtask",
+            "install",
+            "--debug",
+            "--features",
+            "assert_process_allocs",
+        ])
         .env("HOME", &home)
         .current_dir(workspace_root())
         .output()

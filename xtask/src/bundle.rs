@@ -21,6 +21,10 @@ pub struct InstallArgs {
     /// Install a debug build (faster to build, slower to run).
     #[arg(long)]
     pub debug: bool,
+    /// Cargo features of the plugin to build with (the tests install with
+    /// `assert_process_allocs`, so the build is the one their hosts use).
+    #[arg(long)]
+    pub features: Option<String>,
 }
 
 /// Builds the bundles into target/bundled/, after checking (or
@@ -36,6 +40,9 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<()> {
     let mut bundle_args = vec!["reverie".to_string()];
     if !args.debug {
         bundle_args.push("--release".into());
+    }
+    if let Some(features) = &args.features {
+        bundle_args.extend(["--features".into(), features.clone()]);
     }
     bundle(&BundleArgs { args: bundle_args })?;
     let home = std::env::var_os("HOME")

@@ -26,7 +26,6 @@ use rand::Rng;
 
 use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
-use crate::tone_sampling::ToneAwareSampler;
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
@@ -217,10 +216,17 @@ fn gate<const K: u8>(z: &[f32], a: &mut [f32]) {
 const LANES: usize = 8;
 
 /// Draws a class from `softmax(logits / temperature)`, using `probs` (as
-/// long as `logits`) as scratch. A temperature of 0 (or negative, or NaN)
+/// long as `logits`) as scratch, after taking `floor` of the total from
+/// every probability (0: none). A temperature of 0 (or negative, or NaN)
 /// takes the most likely class.
 #[inline(always)]
-fn draw<const K: u8, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32], rng: &mut R) -> usize {
+fn draw<const K: u8, R: Rng>(
+    logits: &[f32],
+    temperature: f32,
+    floor: f32,
+    probs: &mut [f32],
+    rng: &mut R,
+) -> usize {
     // Reductions run in LANES independent lanes so they vectorise; a single
     // running max or sum would be a serial chain of dependent operations.
     let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -252,7 +258,14 @@ fn draw<const K: u8, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32]
             lanes[k] += ch[k];
         }
     }
-    let sum: f32 = chunks.remainder().iter().chain(&lanes).sum();
+    let mut sum: f32 = chunks.remainder().iter().chain(&lanes).sum();
+    if floor > 0.0 {
+        // The most likely class holds at least 1/len of the total, more
+        // than any floor below that, so something always survives.
+        let cut = floor * sum;
+        probs.iter_mut().for_each(|p| *p = (*p - cut).max(0.0));
+        sum = probs.iter().sum();
+    }
     let mut u = rng.random::<f32>() * sum;
     // Skip whole chunks first: their sums are independent of each other.
     for (c, ch) in probs.chunks(LANES).enumerate() {
@@ -282,8 +295,24 @@ fn draw<const K: u8, R: Rng>(logits: &[f32], temperature: f32, probs: &mut [f32]
 ///
 /// If `scratch` is shorter than `logits`.
 pub fn sample_class<R: Rng>(logits: &[f32], temperature: f32, scratch: &mut [f32], rng: &mut R) -> usize {
+    sample_class_above_floor(logits, temperature, 0.0, scratch, rng)
+}
+
+/// [`sample_class`], after taking `floor` of the total probability from
+/// every class's (those below it are never drawn). Never allocates.
+///
+/// # Panics
+///
+/// If `scratch` is shorter than `logits`.
+pub fn sample_class_above_floor<R: Rng>(
+    logits: &[f32],
+    temperature: f32,
+    floor: f32,
+    scratch: &mut [f32],
+    rng: &mut R,
+) -> usize {
     let probs = &mut scratch[..logits.len()];
-    draw::<PORTABLE, R>(logits, temperature, probs, rng)
+    draw::<PORTABLE, R>(logits, temperature, floor, probs, rng)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -594,34 +623,29 @@ impl Sampler {
     /// class), feeds it back, and returns its audio value in [-1, 1]. Before
     /// any input the model is first fed one sample of silence.
     pub fn sample_next<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> f32 {
-        if !self.fed {
-            let silence = self.w.mulaw.encode(0.0);
-            self.dispatch(silence, true);
-        }
+        self.feed_silence_first();
         let class = self.draw(temperature, rng);
         self.dispatch(class, true);
         self.w.decoded[class]
     }
 
-    /// [`sample_next`](Self::sample_next), drawing the class the tone-aware
-    /// way ([`crate::tone_sampling`]): sharper where the sound so far is
-    /// periodic, never from the distribution's floor. `tone` hears the
-    /// sample drawn.
-    pub fn sample_next_tone_aware<R: Rng>(
-        &mut self,
-        tone: &mut ToneAwareSampler,
-        temperature: f32,
-        rng: &mut R,
-    ) -> f32 {
+    /// [`sample_next`](Self::sample_next) with the class chosen by `draw`
+    /// from the logits (a sampling rule of the caller's, such as
+    /// [`crate::tone_sampling`]'s).
+    pub fn sample_next_with(&mut self, draw: impl FnOnce(&[f32]) -> usize) -> f32 {
+        self.feed_silence_first();
+        let class = draw(&self.scratch.logits).min(self.w.decoded.len() - 1);
+        self.dispatch(class, true);
+        self.w.decoded[class]
+    }
+
+    /// Before any input the model hears one sample of silence, so that
+    /// there are logits to draw from.
+    fn feed_silence_first(&mut self) {
         if !self.fed {
             let silence = self.w.mulaw.encode(0.0);
             self.dispatch(silence, true);
         }
-        let class = tone.draw(&self.scratch.logits, temperature, rng);
-        self.dispatch(class, true);
-        let sample = self.w.decoded[class];
-        tone.push(sample);
-        sample
     }
 
     /// Generates `out.len()` samples into `out` with [`sample_next`](Self::sample_next).
@@ -646,14 +670,14 @@ impl Sampler {
             return unsafe { self.draw_fma(temperature, rng) };
         }
         let s = &mut self.scratch;
-        draw::<PORTABLE, R>(&s.logits, temperature, &mut s.probs, rng)
+        draw::<PORTABLE, R>(&s.logits, temperature, 0.0, &mut s.probs, rng)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn draw_fma<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
         let s = &mut self.scratch;
-        draw::<FUSED, R>(&s.logits, temperature, &mut s.probs, rng)
+        draw::<FUSED, R>(&s.logits, temperature, 0.0, &mut s.probs, rng)
     }
 
     fn dispatch(&mut self, class: usize, output: bool) {

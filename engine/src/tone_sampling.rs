@@ -13,6 +13,7 @@
 use rand::Rng;
 
 use crate::predictor::{Predictor, PredictorConfig, PredictorError};
+use crate::sampler::{sample_class_above_floor, Sampler};
 
 /// Of each probability this much (of the total) is taken away before a
 /// draw on a fully periodic sound: LPCNet's constant.
@@ -51,35 +52,18 @@ impl ToneAwareSampler {
     /// likely class), sharpened and floored. Then [`push`](Self::push) the
     /// sample it decodes to.
     pub fn draw<R: Rng>(&mut self, logits: &[f32], temperature: f32, rng: &mut R) -> usize {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let power = self.power();
-        let scale = power / temperature;
-        if !(temperature > 0.0 && scale.is_finite() && max.is_finite()) {
-            return logits.iter().position(|&l| l == max).unwrap_or(0);
-        }
-        let probs = &mut self.probs[..logits.len()];
-        for (p, &l) in probs.iter_mut().zip(logits) {
-            *p = ((l - max) * scale).exp();
-        }
-        let sum: f32 = probs.iter().sum();
         // The floor too only where the sound is tonal: in silence and at
         // an onset the next note's first samples are in the tail.
-        let floor = FLOOR * sum * (power - 1.0);
-        for p in probs.iter_mut() {
-            *p = (*p - floor).max(0.0);
-        }
-        // The most likely class always survives the floor (it holds at
-        // least 1/len of the total, more than the floor for any model with
-        // fewer than 500 classes), so the remaining total is positive.
-        let kept: f32 = probs.iter().sum();
-        let mut u = rng.random::<f32>() * kept;
-        for (i, &p) in probs.iter().enumerate() {
-            if u < p {
-                return i;
-            }
-            u -= p;
-        }
-        logits.iter().position(|&l| l == max).unwrap_or(0)
+        let floor = FLOOR * (power - 1.0);
+        sample_class_above_floor(logits, temperature / power, floor, &mut self.probs, rng)
+    }
+
+    /// The sampler's next sample, drawn the tone-aware way and heard.
+    pub fn sample_next<R: Rng>(&mut self, sampler: &mut Sampler, temperature: f32, rng: &mut R) -> f32 {
+        let sample = sampler.sample_next_with(|logits| self.draw(logits, temperature, rng));
+        self.push(sample);
+        sample
     }
 
     /// Feeds the sample that was generated (or heard), so the next draw

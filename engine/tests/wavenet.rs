@@ -14,7 +14,7 @@ use reverie_engine::model_file::{Layout, ModelFileError, ModelKind, RawModel, Ro
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
-use reverie_engine::sampler::{sample_class, Kernels, NaiveSampler, Sampler};
+use reverie_engine::sampler::{sample_class, sample_class_above_floor, Kernels, NaiveSampler, Sampler};
 use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
 
@@ -463,7 +463,7 @@ fn tone_aware_sampling_runs_on_the_samplers_logits() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for t in 0..300 {
         let a = plain.sample_next(0.0, &mut rng);
-        let b = toned.sample_next_tone_aware(&mut tone, 0.0, &mut rng);
+        let b = tone.sample_next(&mut toned, 0.0, &mut rng);
         assert_eq!(a.to_bits(), b.to_bits(), "sample {t}");
         assert_eq!(plain.logits(), toned.logits(), "sample {t}");
     }
@@ -472,7 +472,7 @@ fn tone_aware_sampling_runs_on_the_samplers_logits() {
         let mut tone = ToneAwareSampler::new(16_000, 256).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..300)
-            .map(|_| s.sample_next_tone_aware(&mut tone, 1.0, &mut rng))
+            .map(|_| tone.sample_next(&mut s, 1.0, &mut rng))
             .collect::<Vec<f32>>()
     };
     let (a, b, c) = (run(1), run(1), run(2));
@@ -588,6 +588,40 @@ fn sampling_follows_the_tempered_softmax() {
     }
     for t in [0.0, -1.0, f32::NAN, 1e-40] {
         assert_eq!(sample_class(&logits, t, &mut scratch, &mut rng), 2);
+    }
+}
+
+/// A floor takes its share of the total from every class: the classes
+/// below it are never drawn, the rest keep their proportions.
+#[test]
+fn sampling_above_a_floor_follows_the_rest_of_the_softmax() {
+    let logits = [0.0f32, 1.0, 2.0, -1.0];
+    let mut scratch = [0.0f32; 4];
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let z: Vec<f32> = logits.iter().map(|l| l.exp()).collect();
+    let total: f32 = z.iter().sum();
+    // Class 3 holds 3.2% and class 0 8.7% of the total: a 5% floor cuts
+    // class 3 only.
+    let kept: Vec<f32> = z.iter().map(|p| (p / total - 0.05).max(0.0)).collect();
+    let kept_total: f32 = kept.iter().sum();
+    let mut counts = [0usize; 4];
+    let n = 40_000;
+    for _ in 0..n {
+        counts[sample_class_above_floor(&logits, 1.0, 0.05, &mut scratch, &mut rng)] += 1;
+    }
+    assert_eq!(counts[3], 0, "a class below the floor was drawn");
+    for i in 0..3 {
+        let freq = counts[i] as f32 / n as f32;
+        let p = kept[i] / kept_total;
+        assert!((freq - p).abs() < 0.01, "class {i}: {freq} vs {p}");
+    }
+    // No floor is the plain draw, class for class.
+    let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(13), ChaCha8Rng::seed_from_u64(13));
+    for _ in 0..1_000 {
+        assert_eq!(
+            sample_class_above_floor(&logits, 0.7, 0.0, &mut scratch, &mut a),
+            sample_class(&logits, 0.7, &mut scratch, &mut b)
+        );
     }
 }
 

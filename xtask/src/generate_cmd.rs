@@ -183,7 +183,7 @@ fn generate(
         match tone.as_deref_mut() {
             Some(tone) => block
                 .iter_mut()
-                .for_each(|v| *v = sampler.sample_next_tone_aware(tone, temperature, &mut rng)),
+                .for_each(|v| *v = tone.sample_next(sampler, temperature, &mut rng)),
             None => sampler.generate_into(block, temperature, &mut rng),
         }
         bar.inc(block.len() as u64);

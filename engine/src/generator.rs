@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::dreamer::DreamError;
-use crate::sampler::Sampler;
+use crate::sampler::{Kernels, Sampler};
 use crate::streaming::WindowProcessor;
 
 /// Input below this level (-60 dBFS) counts as silence in continue mode.
@@ -46,6 +46,14 @@ pub enum GeneratorState {
     Generating,
 }
 
+/// The sampler on the fastest kernels: generation is where speed is
+/// headroom for more instances, and the bfloat16 weights' rounding changes
+/// the sound's statistics by far less than any setting does.
+fn fastest(mut sampler: Sampler) -> Sampler {
+    sampler.use_kernels(Kernels::fastest());
+    sampler
+}
+
 /// A cached WaveNet sampler run one sample at a time.
 pub struct Generator {
     sampler: Sampler,
@@ -59,8 +67,10 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// A generator around `sampler`, off, at temperature 1.
+    /// A generator around `sampler`, off, at temperature 1, running the
+    /// fastest kernels this CPU has ([`Kernels::fastest`]).
     pub fn new(sampler: Sampler) -> Self {
+        let sampler = fastest(sampler);
         Self {
             hold: (HOLD_SECONDS * sampler.sample_rate() as f32) as usize,
             sampler,
@@ -79,7 +89,7 @@ impl Generator {
 
     /// Replaces the model (same sample rate), starting from a clean context.
     pub fn set_sampler(&mut self, sampler: Sampler) {
-        self.sampler = sampler;
+        self.sampler = fastest(sampler);
         self.restart();
     }
 

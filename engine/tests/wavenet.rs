@@ -9,6 +9,7 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reverie_engine::kernels::{bf16_bits, bf16_value};
 use reverie_engine::likelihood::{nll_of, sequence_nll, Scorer};
 use reverie_engine::model_file::{Layout, ModelFileError, ModelKind, RawModel, Role};
 use reverie_engine::mulaw::{self, MuLaw};
@@ -69,6 +70,24 @@ fn candle_logits(model: &WavenetModel, classes: &[usize]) -> Vec<Vec<f32>> {
     let y = model.net.forward(&x, Padding::Causal).unwrap();
     assert_eq!(y.dims(), &[1, classes.len(), model.config.classes]);
     y.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
+}
+
+/// The model with every weight matrix rounded to bfloat16, as the
+/// `Avx512Bf16` kernels store them (embeddings and biases stay f32).
+fn bf16_rounded(model: &WavenetModel) -> WavenetModel {
+    let mut rounded = model.clone();
+    rounded.net = model
+        .net
+        .try_map(|_, role, t| {
+            if role != Role::Weight {
+                return Ok(t.clone());
+            }
+            let v: Vec<f32> = t.flatten_all()?.to_vec1::<f32>()?;
+            let v = v.iter().map(|&w| bf16_value(bf16_bits(w))).collect();
+            Tensor::from_vec(v, t.shape(), t.device())
+        })
+        .unwrap();
+    rounded
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -201,8 +220,42 @@ fn sampler_logits_match_candle_at_every_step() {
                 }
                 eprintln!("config {k} seed {seed} {kernels:?}: max |sampler - candle| = {worst:.2e}");
             }
+            bf16_sampler_matches_candle_on_rounded_weights(k, &model, &seq, &expected);
         }
     }
+}
+
+/// The bfloat16 kernels give the logits of the model with rounded weights
+/// (candle's forward on those, at the f32 tolerance) at every step, and
+/// stay close to the f32 model's: rounding moves them, but by far less
+/// than they move with the input.
+fn bf16_sampler_matches_candle_on_rounded_weights(
+    k: usize,
+    model: &WavenetModel,
+    seq: &[usize],
+    expected_f32: &[Vec<f32>],
+) {
+    let mut sampler = Sampler::from_model(model).unwrap();
+    if !sampler.use_kernels(Kernels::Avx512Bf16) {
+        eprintln!("config {k}: this CPU cannot run the bfloat16 kernels");
+        return;
+    }
+    let expected = candle_logits(&bf16_rounded(model), seq);
+    let (mut worst, mut moved, mut spread) = (0.0f32, 0.0f32, 0.0f32);
+    for (t, &c) in seq.iter().enumerate() {
+        let got = sampler.step(c);
+        let diff = max_abs_diff(got, &expected[t]);
+        assert!(diff <= TOLERANCE, "config {k} bf16 step {t}: {diff}");
+        worst = worst.max(diff);
+        moved = moved.max(max_abs_diff(got, &expected_f32[t]));
+        spread = spread.max(max_abs_diff(&expected_f32[t], &expected_f32[0]));
+    }
+    assert!(moved > 0.0, "config {k}: rounding the weights changed nothing");
+    assert!(
+        moved < 0.05 * spread,
+        "config {k}: bf16 moved the logits {moved} (spread {spread})"
+    );
+    eprintln!("config {k} bf16: max |sampler - rounded candle| = {worst:.2e}, vs f32 weights {moved:.2e}");
 }
 
 #[test]
@@ -829,4 +882,57 @@ fn the_default_model_builds_and_runs() {
         DType::F32,
         "weights are f32 like every model file"
     );
+}
+
+/// On the built-in model, the bfloat16 weights score audio almost exactly
+/// as the f32 ones: what the model itself generates (the sound the fast
+/// kernels are for) and a synthetic tone it has not learnt (where its
+/// logits are extreme). The rounding moves each sample's likelihood by
+/// about a percent either way, and the average by far less.
+#[test]
+fn bf16_weights_hardly_move_the_built_in_models_likelihood() {
+    let mut exact = reverie_engine::defaults::wavenet().unwrap();
+    let mut fast = exact.clone();
+    if !fast.use_kernels(Kernels::Avx512Bf16) {
+        eprintln!("skipped: this CPU cannot run the bfloat16 kernels");
+        return;
+    }
+    let q = exact.mulaw();
+    let rate = exact.sample_rate() as f32;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let generated: Vec<usize> = exact
+        .generate(6_000, 1.0, &mut rng)
+        .iter()
+        .map(|&x| q.encode(x))
+        .collect();
+    let tone: Vec<usize> = (0..6_000)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let env = 0.5 * (-3.0 * t).exp();
+            let x: f32 = (1..5)
+                .map(|h| (std::f32::consts::TAU * 220.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            q.encode(env * x)
+        })
+        .collect();
+    for (what, classes) in [("its own generation", generated), ("a synthetic tone", tone)] {
+        let a = sequence_nll(&mut exact, &classes);
+        let b = sequence_nll(&mut fast, &classes);
+        let n = a.len() as f64;
+        let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let mean_abs: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| f64::from(x - y).abs())
+            .sum::<f64>()
+            / n;
+        eprintln!(
+            "built-in model, {what}: NLL f32 {:.4}, bf16 {:.4}, mean |difference| {mean_abs:.2e} nats",
+            mean(&a),
+            mean(&b)
+        );
+        assert!(mean_abs > 0.0, "the bfloat16 kernels did not run");
+        assert!(mean_abs < 0.01 * mean(&a), "{what}: {mean_abs}");
+        assert!((mean(&a) - mean(&b)).abs() < 0.002 * mean(&a), "{what}");
+    }
 }

@@ -851,12 +851,18 @@ fn standalone_runs_with_the_dummy_backend() {
         close_windows(&display).expect("the X server answers") > 0,
         "the editor opened no window"
     );
-    // stderr closes when the program ends: the reader then finishes.
+    // stderr closes when the program ends: the reader then finishes. The
+    // first dream window can come before the editor's window is mapped
+    // and listening (on a busy machine it does), so the request to close
+    // is repeated until the program has gone.
     let closed = Instant::now() + Duration::from_secs(30);
     loop {
-        match rx.recv_timeout(closed.saturating_duration_since(Instant::now())) {
+        match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(line) => log.push(line),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < closed => {
+                close_windows(&display).expect("the X server answers");
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 panic!(
                     "the standalone did not exit when its window closed:\n{}",

@@ -12,7 +12,9 @@
 //!   sample;
 //! - `predictor/predict_push`: the backward-adaptive predictor
 //!   (`engine::predictor`, default for 16 kHz: order 16, pitch 2-20 ms,
-//!   refitted every 2.5 ms) alone, per sample, to set beside the sampler.
+//!   refitted every 2.5 ms) alone, per sample, to set beside the sampler;
+//!   the summary also times the sampler of a model with prediction inputs
+//!   (the predictor and its embeddings inside the step).
 //!
 //! - the summary's last lines: the ceiling the memory sets, the AVX-512
 //!   panel products alone streaming weights held in L1 (32 KB) and in L2
@@ -205,6 +207,29 @@ fn summary() {
         .collect();
     let cached = per_build[0];
     let mut sampler = samplers.swap_remove(0);
+    // The same network with prediction inputs (issue 17: the predictor's
+    // two stages embedded beside each input), on the fastest kernels.
+    let predicting_model = WavenetModel::init(
+        WavenetConfig {
+            predictor: Some(PredictorConfig::for_rate(RATE as u32)),
+            ..WavenetConfig::default()
+        },
+        RATE as u32,
+        1,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut predicting = Sampler::from_model(&predicting_model).unwrap();
+    predicting.use_kernels(Kernels::fastest());
+    predicting.prime_classes(&ctx);
+    let with_predictor = per(
+        timings(11, || {
+            for _ in 0..n {
+                black_box(predicting.sample_next(1.0, &mut rng));
+            }
+        }),
+        n,
+    );
     let step_only = per(
         timings(11, || {
             for i in 0..n {
@@ -252,7 +277,7 @@ fn summary() {
         sampler.kernels()
     );
     println!(
-        "  {:<34} {:>12} {:>12} {:>14} {:>10}",
+        "  {:<46} {:>12} {:>12} {:>14} {:>10}",
         "", "median us", "best us", "samples/s", "RTF 16k"
     );
     let build_rows: Vec<(String, (f64, f64))> = kinds
@@ -261,13 +286,17 @@ fn summary() {
         .map(|(k, &t)| (format!("cached sampler, {k:?}"), t))
         .collect();
     for (name, (median, best)) in build_rows.into_iter().chain([
+        (
+            format!("same, with prediction inputs, {:?}", Kernels::fastest()),
+            with_predictor,
+        ),
         ("cached step only (no sampling)".to_string(), step_only),
         ("cached priming (teacher forcing)".to_string(), prime),
         ("naive recompute per sample".to_string(), naive_t),
         ("candle forward per sample".to_string(), candle_t),
     ]) {
         println!(
-            "  {name:<34} {:>12.2} {:>12.2} {:>14.0} {:>10.3}",
+            "  {name:<46} {:>12.2} {:>12.2} {:>14.0} {:>10.3}",
             median * 1e6,
             best * 1e6,
             1.0 / median,

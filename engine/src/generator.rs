@@ -175,6 +175,7 @@ mod tests {
             dilation_channels: 8,
             skip_channels: 8,
             classes: 32,
+            predictor: None,
         };
         let model = WavenetModel::init(config, 16_000, 3, &candle_core::Device::Cpu).expect("a model");
         Generator::new(Sampler::from_model(&model).expect("a sampler"))

@@ -22,6 +22,7 @@ pub mod mulaw;
 pub mod notes;
 pub mod perception;
 pub mod pitch;
+pub mod prediction_inputs;
 pub mod predictor;
 pub mod resample;
 mod rng;

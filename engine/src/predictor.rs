@@ -22,7 +22,7 @@
 //! predictions bit for bit wherever the predictor runs.
 
 /// How the predictor is built; stored with a model that uses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PredictorConfig {
     /// Short-term prediction order (16 to 32 for audio at 16 kHz).
     pub order: usize,
@@ -62,6 +62,11 @@ impl PredictorConfig {
         if self.update_every == 0 {
             return bad("update_every must be at least 1");
         }
+        // A model file sets these: it must not make the loader allocate
+        // without bound.
+        if self.window > MAX_SPAN || self.max_lag > MAX_SPAN || self.update_every > MAX_SPAN {
+            return bad("the window, the refit interval and the pitch lags must be at most 65536 samples");
+        }
         if self.long_term && (self.min_lag == 0 || self.min_lag > self.max_lag) {
             return bad("the pitch lags must satisfy 1 <= min_lag <= max_lag");
         }
@@ -74,6 +79,9 @@ impl PredictorConfig {
         (self.window + lags + self.order + 1).next_power_of_two()
     }
 }
+
+/// The longest window, refit interval or pitch lag a predictor may have.
+pub const MAX_SPAN: usize = 1 << 16;
 
 /// Why a predictor cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,6 +191,13 @@ impl Predictor {
         } else {
             short_term
         }
+    }
+
+    /// The next sample's prediction by the short-term stage alone, and by
+    /// both stages (the same as [`predict`](Self::predict); equal to the
+    /// first when the long-term stage is off).
+    pub fn predict_stages(&self) -> (f32, f32) {
+        (self.short_term(), self.predict())
     }
 
     /// The current short-term coefficients (`s[t] ≈ Σ lpc[k] s[t-1-k]`).

@@ -28,6 +28,7 @@ use rand::Rng;
 
 use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
+use crate::prediction_inputs::{PredictionInputs, MAX_INPUTS};
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
@@ -409,6 +410,8 @@ struct Weights {
     meta: ModelMeta,
     config: WavenetConfig,
     embedding: Vec<f32>,
+    /// One `[classes, residual]` table per prediction input.
+    prediction_embeddings: Vec<Vec<f32>>,
     layers: Vec<LayerWeights>,
     /// Every layer's skip weights stacked, `[layers * d, s]`: the summed
     /// skip outputs are one product with all layers' activations side by
@@ -455,6 +458,7 @@ impl Weights {
         Ok(Self {
             meta: raw.meta.clone(),
             embedding: net.embedding.0.to_vec(),
+            prediction_embeddings: net.prediction_embeddings.iter().map(|e| e.0.to_vec()).collect(),
             skip: Packed::new(&skip, layers.len() * d, s),
             layers,
             skip_bias,
@@ -468,10 +472,31 @@ impl Weights {
         })
     }
 
-    fn embedding_row(&self, class: usize) -> &[f32] {
+    fn embedding_row<'a>(&self, table: &'a [f32], class: usize) -> &'a [f32] {
         let r = self.config.residual_channels;
         let class = class.min(self.config.classes - 1);
-        &self.embedding[class * r..(class + 1) * r]
+        &table[class * r..(class + 1) * r]
+    }
+
+    /// The first layer's input for `class` and the prediction classes that
+    /// go with it: the sum of their embeddings, written to `out`.
+    #[inline(always)]
+    fn input_row(&self, class: usize, predictions: &[usize], out: &mut [f32]) {
+        out.copy_from_slice(self.embedding_row(&self.embedding, class));
+        for (table, &p) in self.prediction_embeddings.iter().zip(predictions) {
+            for (o, &e) in out.iter_mut().zip(self.embedding_row(table, p)) {
+                *o += e;
+            }
+        }
+    }
+
+    /// The running prediction inputs the model needs, if any.
+    fn prediction_inputs(&self) -> Result<Option<PredictionInputs>, ModelFileError> {
+        self.config
+            .predictor
+            .map(|p| PredictionInputs::new(p, self.mulaw))
+            .transpose()
+            .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))
     }
 
     /// Logits from every layer's gated activations `acts`: summed skip
@@ -539,6 +564,8 @@ pub struct Sampler {
     /// also where the current input goes.
     queue_pos: Vec<usize>,
     scratch: Scratch,
+    /// The predictor behind the model's prediction inputs, if it has them.
+    inputs: Option<PredictionInputs>,
     /// Whether any input has been fed since the last reset.
     fed: bool,
     kernels: Kernels,
@@ -561,6 +588,7 @@ impl Sampler {
             queue_pos: vec![0; w.layers.len()],
             queue_start,
             scratch: Scratch::new(&w.config),
+            inputs: w.prediction_inputs()?,
             fed: false,
             kernels: Kernels::best(),
             w,
@@ -629,6 +657,9 @@ impl Sampler {
         self.queues.fill(0.0);
         self.queue_pos.fill(0);
         self.scratch.logits.fill(0.0);
+        if let Some(p) = &mut self.inputs {
+            p.reset();
+        }
         self.fed = false;
     }
 
@@ -665,10 +696,17 @@ impl Sampler {
         // cached value a later step reads lies inside that window and is
         // computed from it alone. So older input is skipped, which makes
         // priming with a long file cost one receptive field.
-        let skip = classes.len().saturating_sub(self.receptive_field());
-        let classes = classes.skip(skip);
+        // The predictor behind prediction inputs is the exception: it
+        // hears all of it (at a small fraction of a network step each).
         let n = classes.len();
+        let skip = n.saturating_sub(self.receptive_field());
         for (i, c) in classes.enumerate() {
+            if i < skip {
+                if let Some(p) = &mut self.inputs {
+                    p.push(c);
+                }
+                continue;
+            }
             // Only the last input's prediction is ever read, so the skip
             // path and head are skipped for the others.
             self.dispatch(c, i + 1 == n);
@@ -738,6 +776,9 @@ impl Sampler {
 
     fn dispatch(&mut self, class: usize, output: bool) {
         self.fed = true;
+        if let Some(p) = &mut self.inputs {
+            p.push(class);
+        }
         // SAFETY: a build is only chosen when the CPU reports what it needs
         // (`Kernels::available`).
         #[cfg(target_arch = "x86_64")]
@@ -776,7 +817,8 @@ impl Sampler {
         let s = &mut self.scratch;
         let r = w.config.residual_channels;
         let d = w.config.dilation_channels;
-        s.x2[r..].copy_from_slice(w.embedding_row(class));
+        let predictions = self.inputs.as_ref().map_or(&[][..], |p| p.classes());
+        w.input_row(class, predictions, &mut s.x2[r..]);
         for (i, layer) in w.layers.iter().enumerate() {
             // The oldest queue entry is the input `dilation` steps back; the
             // current input takes its place.
@@ -804,6 +846,13 @@ impl Sampler {
     }
 }
 
+/// The prediction classes `inputs` gives now, in a fixed-size array.
+fn current(inputs: &PredictionInputs) -> [usize; MAX_INPUTS] {
+    let mut out = [0; MAX_INPUTS];
+    out[..inputs.count()].copy_from_slice(inputs.classes());
+    out
+}
+
 /// The reference generator: for every sample it recomputes each layer over
 /// the whole receptive field (the window of the last `receptive_field`
 /// inputs), as a convolutional network without caches would. Same weights
@@ -814,6 +863,10 @@ pub struct NaiveSampler {
     w: Weights,
     /// The last `receptive_field` input classes, oldest first.
     history: Vec<usize>,
+    /// The prediction classes that went with each of them.
+    predicted: Vec<[usize; MAX_INPUTS]>,
+    /// The predictor behind them, if the model has prediction inputs.
+    inputs: Option<PredictionInputs>,
     /// Inputs fed since the last reset (saturating at the receptive field).
     seen: usize,
     /// Each window position's layer input, `[receptive_field, residual]`.
@@ -838,6 +891,8 @@ impl NaiveSampler {
         }
         Ok(Self {
             history: vec![0; rf],
+            predicted: vec![[0; MAX_INPUTS]; rf],
+            inputs: w.prediction_inputs()?,
             seen: 0,
             window: vec![0.0; rf * w.config.residual_channels],
             reach,
@@ -861,6 +916,9 @@ impl NaiveSampler {
     pub fn reset(&mut self) {
         self.seen = 0;
         self.scratch.logits.fill(0.0);
+        if let Some(p) = &mut self.inputs {
+            p.reset();
+        }
     }
 
     /// Makes `classes` the context, as if they had been fed after a reset.
@@ -869,8 +927,20 @@ impl NaiveSampler {
     pub fn prime_classes(&mut self, classes: &[usize]) {
         self.reset();
         let rf = self.history.len();
-        let recent = &classes[classes.len().saturating_sub(rf)..];
-        self.history[rf - recent.len()..].copy_from_slice(recent);
+        let older = classes.len().saturating_sub(rf);
+        // Only the predictor behind prediction inputs hears the older ones.
+        if let Some(p) = &mut self.inputs {
+            classes[..older].iter().for_each(|&c| p.push(c));
+        }
+        let recent = &classes[older..];
+        let first = rf - recent.len();
+        self.history[first..].copy_from_slice(recent);
+        for (slot, &c) in self.predicted[first..].iter_mut().zip(recent) {
+            *slot = self.inputs.as_mut().map_or([0; MAX_INPUTS], |p| {
+                p.push(c);
+                current(p)
+            });
+        }
         self.seen = recent.len();
     }
 
@@ -889,6 +959,11 @@ impl NaiveSampler {
         let rf = self.history.len();
         self.history.copy_within(1.., 0);
         self.history[rf - 1] = input_class;
+        self.predicted.copy_within(1.., 0);
+        self.predicted[rf - 1] = self.inputs.as_mut().map_or([0; MAX_INPUTS], |p| {
+            p.push(input_class);
+            current(p)
+        });
         self.seen = (self.seen + 1).min(rf);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a build is only chosen when the CPU reports what it needs.
@@ -930,7 +1005,8 @@ impl NaiveSampler {
         let first = rf - self.seen;
         self.window[..first * r].fill(0.0);
         for j in first..rf {
-            self.window[j * r..(j + 1) * r].copy_from_slice(w.embedding_row(self.history[j]));
+            let predictions = &self.predicted[j][..w.config.prediction_inputs()];
+            w.input_row(self.history[j], predictions, &mut self.window[j * r..(j + 1) * r]);
         }
         let dc = w.config.dilation_channels;
         for (i, (layer, &reach)) in w.layers.iter().zip(&self.reach).enumerate() {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model_file::{parse_config, Layout, Model, ModelFileError, ModelKind, ModelMeta, Network, Role};
 use crate::mulaw::MAX_CLASSES;
+use crate::predictor::PredictorConfig;
 use crate::rng::normal_vec;
 
 /// Largest dilation a model may use.
@@ -61,6 +62,11 @@ pub struct WavenetConfig {
     pub skip_channels: usize,
     /// µ-law classes of input and output (256 = 8 bits).
     pub classes: usize,
+    /// Prediction inputs ([`crate::prediction_inputs`], issue 17): the
+    /// backward-adaptive predictor's classes for the next sample, embedded
+    /// and added to the input sample's embedding. `None` (every file
+    /// before the option, which stores nothing for it): the plain WaveNet.
+    pub predictor: Option<PredictorConfig>,
 }
 
 impl Default for WavenetConfig {
@@ -74,6 +80,7 @@ impl Default for WavenetConfig {
             dilation_channels: 32,
             skip_channels: 128,
             classes: crate::mulaw::CLASSES,
+            predictor: None,
         }
     }
 }
@@ -91,6 +98,13 @@ impl WavenetConfig {
     /// Number of layers.
     pub fn num_layers(&self) -> usize {
         self.dilations.len()
+    }
+
+    /// Number of prediction inputs (0 without a predictor).
+    pub fn prediction_inputs(&self) -> usize {
+        self.predictor
+            .as_ref()
+            .map_or(0, crate::prediction_inputs::input_count)
     }
 
     /// Samples of input each output depends on: the sum of the dilations
@@ -150,6 +164,9 @@ impl WavenetConfig {
                 self.classes
             ));
         }
+        if let Some(p) = &self.predictor {
+            p.validate().map_err(|e| e.to_string())?;
+        }
         let queue = (self.receptive_field() - 1).saturating_mul(self.residual_channels);
         if queue > MAX_QUEUE_FLOATS {
             return Err(format!(
@@ -184,6 +201,7 @@ impl WavenetConfig {
             .collect();
         WavenetNet {
             embedding: vec![c, r],
+            prediction_embeddings: vec![vec![c, r]; self.prediction_inputs()],
             layers,
             head1_w: vec![s, s],
             head1_b: vec![s],
@@ -204,6 +222,10 @@ struct StoredConfig {
     skip_channels: usize,
     classes: usize,
     receptive_field: usize,
+    // Absent in files without it, and not written then: those files keep
+    // the config they always had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    predictor: Option<PredictorConfig>,
 }
 
 impl From<WavenetConfig> for StoredConfig {
@@ -216,6 +238,7 @@ impl From<WavenetConfig> for StoredConfig {
             skip_channels: c.skip_channels,
             classes: c.classes,
             receptive_field,
+            predictor: c.predictor,
         }
     }
 }
@@ -230,6 +253,7 @@ impl TryFrom<StoredConfig> for WavenetConfig {
             dilation_channels: s.dilation_channels,
             skip_channels: s.skip_channels,
             classes: s.classes,
+            predictor: s.predictor,
         };
         config.validate()?;
         if config.receptive_field() != s.receptive_field {
@@ -272,6 +296,10 @@ pub struct WavenetLayer<T = Tensor> {
 pub struct WavenetNet<T = Tensor> {
     /// Input embedding, `[classes, residual]`.
     pub embedding: T,
+    /// One embedding per prediction input, `[classes, residual]` each:
+    /// short-term first, then both stages (see
+    /// [`crate::prediction_inputs`]); none in the plain WaveNet.
+    pub prediction_embeddings: Vec<T>,
     /// The gated residual layers, first first.
     pub layers: Vec<WavenetLayer<T>>,
     /// Head hidden 1x1 convolution, `[skip, skip]`.
@@ -283,6 +311,12 @@ pub struct WavenetNet<T = Tensor> {
     /// Head output bias, `[classes]`.
     pub head2_b: T,
 }
+
+/// The file names of the prediction inputs' embeddings, in order.
+const PREDICTION_EMBEDDING_NAMES: [&str; crate::prediction_inputs::MAX_INPUTS] = [
+    "prediction_embedding.short_term.weight",
+    "prediction_embedding.both_stages.weight",
+];
 
 /// What the forward pass assumes about the time before its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,8 +362,16 @@ impl<T> Layout for WavenetNet<T> {
                 skip_b: f(&name("skip.bias"), Role::Bias, &l.skip_b)?,
             });
         }
+        let embedding = f("embedding.weight", Role::Embedding, &self.embedding)?;
+        let prediction_embeddings = self
+            .prediction_embeddings
+            .iter()
+            .zip(PREDICTION_EMBEDDING_NAMES)
+            .map(|(e, name)| f(name, Role::Embedding, e))
+            .collect::<Result<_, E>>()?;
         Ok(WavenetNet {
-            embedding: f("embedding.weight", Role::Embedding, &self.embedding)?,
+            embedding,
+            prediction_embeddings,
             layers,
             head1_w: f("head1.weight", Role::Weight, &self.head1_w)?,
             head1_b: f("head1.bias", Role::Bias, &self.head1_b)?,
@@ -373,7 +415,28 @@ impl WavenetNet {
     /// outputs are computed only where they are output, for all layers in
     /// one product with their weights stacked, as the sampler does.
     pub fn forward(&self, classes: &Tensor, padding: Padding) -> CResult<Tensor> {
+        self.forward_with_predictions(classes, &[], padding)
+    }
+
+    /// [`forward`](Self::forward) for a network with prediction inputs:
+    /// `predictions` holds one `[batch, time]` tensor of classes per input,
+    /// each position's the prediction of the sample after it (what
+    /// [`crate::prediction_inputs::PredictionInputs::for_sequence`] gives).
+    /// An error when their number is not the network's.
+    pub fn forward_with_predictions(
+        &self,
+        classes: &Tensor,
+        predictions: &[Tensor],
+        padding: Padding,
+    ) -> CResult<Tensor> {
         let (batch, time) = classes.dims2()?;
+        if predictions.len() != self.prediction_embeddings.len() {
+            candle_core::bail!(
+                "the network has {} prediction inputs, {} were given",
+                self.prediction_embeddings.len(),
+                predictions.len()
+            );
+        }
         let field = self.receptive_field();
         let out_len = match padding {
             Padding::Causal => time,
@@ -383,10 +446,11 @@ impl WavenetNet {
             }
         };
         let r = self.embedding.dim(1)?;
-        let mut h = self
-            .embedding
-            .index_select(&classes.flatten_all()?, 0)?
-            .reshape((batch, time, r))?;
+        let mut h = self.embedding.index_select(&classes.flatten_all()?, 0)?;
+        for (e, p) in self.prediction_embeddings.iter().zip(predictions) {
+            h = (h + e.index_select(&p.flatten_all()?, 0)?)?;
+        }
+        let mut h = h.reshape((batch, time, r))?;
         let mut acts = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             // Causal: the input `dilation` steps back is zero before the

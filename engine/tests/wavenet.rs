@@ -15,6 +15,8 @@ use reverie_engine::model_file::{Layout, ModelFileError, ModelKind, RawModel, Ro
 use reverie_engine::mulaw::{self, MuLaw};
 use reverie_engine::normal_vec;
 use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
+use reverie_engine::prediction_inputs::PredictionInputs;
+use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::sampler::{sample_class, sample_class_above_floor, Kernels, NaiveSampler, Sampler};
 use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
@@ -29,6 +31,7 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         dilation_channels: d,
         skip_channels: s,
         classes,
+        predictor: None,
     }
 }
 
@@ -63,11 +66,24 @@ fn random_classes(n: usize, classes: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Candle logits `[time][classes]` of one sequence.
+/// Candle logits `[time][classes]` of one sequence (with the prediction
+/// inputs, teacher-forced from silent history, where the model has them).
 fn candle_logits(model: &WavenetModel, classes: &[usize]) -> Vec<Vec<f32>> {
     let ids: Vec<u32> = classes.iter().map(|&c| c as u32).collect();
+    let predictions: Vec<Tensor> = match model.config.predictor {
+        Some(p) => PredictionInputs::new(p, MuLaw::new(model.config.classes).unwrap())
+            .unwrap()
+            .for_sequence(&ids)
+            .into_iter()
+            .map(|row| Tensor::from_vec(row, (1, classes.len()), &Device::Cpu).unwrap())
+            .collect(),
+        None => Vec::new(),
+    };
     let x = Tensor::from_vec(ids, (1, classes.len()), &Device::Cpu).unwrap();
-    let y = model.net.forward(&x, Padding::Causal).unwrap();
+    let y = model
+        .net
+        .forward_with_predictions(&x, &predictions, Padding::Causal)
+        .unwrap();
     assert_eq!(y.dims(), &[1, classes.len(), model.config.classes]);
     y.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
 }
@@ -168,6 +184,39 @@ fn config_defaults_and_receptive_field() {
     }
 }
 
+/// A predictor small enough to fit and refit many times within the test
+/// sequences, with or without its pitch stage.
+fn small_predictor(long_term: bool) -> PredictorConfig {
+    PredictorConfig {
+        order: 4,
+        window: 24,
+        update_every: 5,
+        long_term,
+        min_lag: 3,
+        max_lag: 17,
+    }
+}
+
+/// `cfg` with prediction inputs.
+fn with_predictor(cfg: WavenetConfig, long_term: bool) -> WavenetConfig {
+    WavenetConfig {
+        predictor: Some(small_predictor(long_term)),
+        ..cfg
+    }
+}
+
+/// [`test_configs`], then some of them with prediction inputs: short-term
+/// only, and both stages.
+fn test_configs_with_predictors() -> Vec<WavenetConfig> {
+    let base = test_configs();
+    let mut all = base.clone();
+    all.push(with_predictor(base[1].clone(), false));
+    all.push(with_predictor(base[1].clone(), true));
+    all.push(with_predictor(base[3].clone(), true));
+    all.push(with_predictor(base[2].clone(), true));
+    all
+}
+
 /// Several small architectures: powers of two and not, one layer (no
 /// residual convolution at all), the seed's long dilations, channel counts
 /// below, at and above the sampler's 32-column panels, odd sizes.
@@ -184,7 +233,7 @@ fn test_configs() -> Vec<WavenetConfig> {
 
 #[test]
 fn sampler_logits_match_candle_at_every_step() {
-    for (k, cfg) in test_configs().into_iter().enumerate() {
+    for (k, cfg) in test_configs_with_predictors().into_iter().enumerate() {
         let rf = cfg.receptive_field();
         let classes = cfg.classes;
         for seed in [1, 2] {
@@ -443,6 +492,8 @@ fn naive_recomputation_matches_the_cached_sampler() {
     for cfg in [
         config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 32),
         config(&[3, 1, 7], 5, 9, 33, 64),
+        with_predictor(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 32), true),
+        with_predictor(config(&[3, 1, 7], 5, 9, 33, 64), false),
     ] {
         let rf = cfg.receptive_field();
         let model = random_model(cfg, 6);
@@ -686,7 +737,16 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 #[test]
 fn model_file_round_trip_gives_identical_logits() {
-    let mut model = random_model(config(&[1, 2, 4, 8, 1, 2, 4, 8], 8, 8, 16, 256), 12);
+    for predictor in [false, true] {
+        let mut cfg = config(&[1, 2, 4, 8, 1, 2, 4, 8], 8, 8, 16, 256);
+        if predictor {
+            cfg = with_predictor(cfg, true);
+        }
+        model_file_round_trip(random_model(cfg, 12), predictor);
+    }
+}
+
+fn model_file_round_trip(mut model: WavenetModel, predictor: bool) {
     model.meta.name = "test net".into();
     model.meta.training.description = "unit test".into();
     model.meta.training.metrics.insert("val_nll".into(), 3.5);
@@ -699,6 +759,10 @@ fn model_file_round_trip_gives_identical_logits() {
     assert_eq!(back.config, model.config);
     assert_eq!(back.meta.kind, ModelKind::Wavenet);
     assert_eq!(back.meta.config["receptive_field"], model.receptive_field());
+    // A plain model's file says nothing of predictors: files from before
+    // the option and after it are the same.
+    assert_eq!(back.meta.config.get("predictor").is_some(), predictor);
+    assert_eq!(back.config.prediction_inputs(), if predictor { 2 } else { 0 });
     let seq = random_classes(64, 256, 13);
     assert_eq!(candle_logits(&back, &seq), candle_logits(&model, &seq));
 
@@ -844,6 +908,22 @@ fn inconsistent_configs_are_rejected() {
         ("no channels", Box::new(|c| c["residual_channels"] = 0.into())),
         ("not an object", Box::new(|c| *c = serde_json::json!("big"))),
         ("negative", Box::new(|c| c["skip_channels"] = (-8).into())),
+        (
+            "a predictor whose order is not below its window",
+            Box::new(
+                |c| c["predictor"] = serde_json::json!({"order": 40, "window": 24, "update_every": 5, "long_term": false, "min_lag": 3, "max_lag": 17}),
+            ),
+        ),
+        (
+            "a predictor with an absurd window (must not exhaust memory)",
+            Box::new(
+                |c| c["predictor"] = serde_json::json!({"order": 4, "window": 1u64 << 40, "update_every": 5, "long_term": true, "min_lag": 3, "max_lag": 17}),
+            ),
+        ),
+        (
+            "a predictor with fields missing",
+            Box::new(|c| c["predictor"] = serde_json::json!({"order": 4})),
+        ),
     ];
     for (what, edit) in edits {
         let mut raw = tiny_raw();

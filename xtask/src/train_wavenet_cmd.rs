@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use reverie_engine::model_file::Layout;
+use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel, UNTRAINED_NAME};
 use reverie_trainer::run::{
     interrupt_flag, LrSchedule, Observer, RunOptions, RunOutcome, Schedule, CHECKPOINT_FILE,
@@ -43,6 +44,32 @@ pub enum WavenetScheduleArg {
     Cosine,
 }
 
+/// `--predictor`: which prediction inputs a new model has.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PredictorArg {
+    /// None: the plain WaveNet.
+    None,
+    /// The short-term (LPC) prediction.
+    ShortTerm,
+    /// The short-term prediction and the prediction with the pitch stage.
+    Both,
+}
+
+impl PredictorArg {
+    /// The predictor of a model at `rate` Hz.
+    fn config(self, rate: u32) -> Option<PredictorConfig> {
+        let default = PredictorConfig::for_rate(rate);
+        match self {
+            PredictorArg::None => None,
+            PredictorArg::ShortTerm => Some(PredictorConfig {
+                long_term: false,
+                ..default
+            }),
+            PredictorArg::Both => Some(default),
+        }
+    }
+}
+
 /// Arguments of `cargo xtask train wavenet`.
 #[derive(clap::Args, Debug)]
 pub struct TrainWavenetArgs {
@@ -71,6 +98,14 @@ pub struct TrainWavenetArgs {
     /// residual and dilation channels, 128 skip channels, 256 classes.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Prediction inputs (LPCNet's p_t, from a backward-adaptive predictor
+    /// as in ITU G.728; see engine/src/prediction_inputs.rs): the
+    /// predictor's next-sample prediction embedded beside each input, from
+    /// its short-term stage, or from both stages (short-term and pitch).
+    /// Default for this rate: order 16, 30 ms windows refitted every
+    /// 2.5 ms, pitch 2-20 ms. Overrides the --config file's `predictor`.
+    #[arg(long, value_enum)]
+    pub predictor: Option<PredictorArg>,
     /// Passes over the training audio [default: 100]. With --resume, the
     /// new total.
     #[arg(long)]
@@ -210,10 +245,13 @@ fn start(
         )
     };
     let data = load(&source)?;
-    let net = match &args.config {
+    let mut net = match &args.config {
         Some(path) => read_wavenet_config(path)?,
         None => WavenetConfig::default(),
     };
+    if let Some(p) = args.predictor {
+        net.predictor = p.config(args.rate);
+    }
     let config = train_config(args);
     let model = WavenetModel::init(net, args.rate, config.seed, device)?;
     let mut trainer = WavenetTrainer::new(model, config, &data)?;
@@ -285,6 +323,7 @@ fn resume(
         ("--clip", args.clip.is_some()),
         ("--seed", args.seed.is_some()),
         ("--config", args.config.is_some()),
+        ("--predictor", args.predictor.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),
     ]);

@@ -3,6 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use reverie_engine::mulaw::MuLaw;
+use reverie_engine::prediction_inputs::PredictionInputs;
 
 use super::data::{AudioFile, WavenetData};
 
@@ -31,20 +32,36 @@ pub fn file_chunks(file: usize, n: usize, len: usize) -> Vec<Chunk> {
     starts.into_iter().map(|start| Chunk { file, start }).collect()
 }
 
+/// One set of files, µ-law encoded, with the prediction inputs of a model
+/// that has them.
+pub(crate) struct EncodedFiles {
+    /// Each file's classes.
+    pub(crate) classes: Vec<Vec<u32>>,
+    /// Each file's prediction classes, one row per input, teacher-forced
+    /// over the whole file from its first sample, as scoring the file does
+    /// (see [`PredictionInputs::for_sequence`]); empty rows without inputs.
+    pub(crate) predictions: Vec<Vec<Vec<u32>>>,
+}
+
 /// A µ-law-encoded copy of the data, with the class of silence for padding.
 pub(crate) struct Encoded {
-    pub(crate) train: Vec<Vec<u32>>,
-    pub(crate) val: Vec<Vec<u32>>,
+    pub(crate) train: EncodedFiles,
+    pub(crate) val: EncodedFiles,
     pub(crate) silence: u32,
 }
 
 impl Encoded {
-    pub(crate) fn new(data: &WavenetData, mulaw: MuLaw) -> Self {
-        let enc = |files: &[AudioFile]| {
-            files
+    pub(crate) fn new(data: &WavenetData, mulaw: MuLaw, mut inputs: Option<PredictionInputs>) -> Self {
+        let mut enc = |files: &[AudioFile]| {
+            let classes: Vec<Vec<u32>> = files
                 .iter()
                 .map(|f| f.samples.iter().map(|&x| mulaw.encode(x) as u32).collect())
-                .collect()
+                .collect();
+            let predictions = classes
+                .iter()
+                .map(|c| inputs.as_mut().map_or_else(Vec::new, |p| p.for_sequence(c)))
+                .collect();
+            EncodedFiles { classes, predictions }
         };
         Self {
             train: enc(&data.train),
@@ -63,28 +80,49 @@ fn class_at(file: &[u32], i: i64, silence: u32) -> u32 {
         .unwrap_or(silence)
 }
 
-/// Inputs `[B, field - 1 + len]` and targets `[B * len]` of a batch of chunks.
+/// A batch of chunks as tensors.
+pub(crate) struct Batch {
+    /// Input classes `[B, field - 1 + len]`.
+    pub(crate) inputs: Tensor,
+    /// The prediction classes beside them, one `[B, field - 1 + len]` per
+    /// prediction input (silence before a file, where the predictor has
+    /// heard nothing).
+    pub(crate) predictions: Vec<Tensor>,
+    /// Target classes `[B * len]`.
+    pub(crate) targets: Tensor,
+}
+
+/// The tensors of a batch of chunks of `files`.
 pub(crate) fn batch_tensors(
     chunks: &[Chunk],
-    files: &[Vec<u32>],
+    files: &EncodedFiles,
     silence: u32,
     field: usize,
     len: usize,
     device: &Device,
-) -> candle_core::Result<(Tensor, Tensor)> {
+) -> candle_core::Result<Batch> {
     let width = field - 1 + len;
+    let rows = files.predictions.first().map_or(0, Vec::len);
     let mut inputs = Vec::with_capacity(chunks.len() * width);
+    let mut predictions = vec![Vec::with_capacity(chunks.len() * width); rows];
     let mut targets = Vec::with_capacity(chunks.len() * len);
     for c in chunks {
-        let file = &files[c.file];
+        let file = &files.classes[c.file];
         let first = c.start - (field as i64 - 1) - 1;
         inputs.extend((0..width as i64).map(|p| class_at(file, first + p, silence)));
+        for (out, row) in predictions.iter_mut().zip(&files.predictions[c.file]) {
+            out.extend((0..width as i64).map(|p| class_at(row, first + p, silence)));
+        }
         targets.extend((0..len as i64).map(|j| class_at(file, c.start + j, silence)));
     }
-    Ok((
-        Tensor::from_vec(inputs, (chunks.len(), width), device)?,
-        Tensor::from_vec(targets, chunks.len() * len, device)?,
-    ))
+    Ok(Batch {
+        inputs: Tensor::from_vec(inputs, (chunks.len(), width), device)?,
+        predictions: predictions
+            .into_iter()
+            .map(|p| Tensor::from_vec(p, (chunks.len(), width), device))
+            .collect::<candle_core::Result<_>>()?,
+        targets: Tensor::from_vec(targets, chunks.len() * len, device)?,
+    })
 }
 
 /// At most `k` of `items`, evenly spread (all of them when there are fewer).

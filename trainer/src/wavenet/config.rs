@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::wavenet::WavenetConfig;
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +194,8 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         skip_channels: usize,
         classes: usize,
         receptive_field: Option<usize>,
+        #[serde(default)]
+        predictor: Option<PredictorConfig>,
     }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -203,6 +206,7 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         dilation_channels: a.dilation_channels,
         skip_channels: a.skip_channels,
         classes: a.classes,
+        predictor: a.predictor,
     };
     config.validate().map_err(bad)?;
     if let Some(rf) = a.receptive_field.filter(|&rf| rf != config.receptive_field()) {

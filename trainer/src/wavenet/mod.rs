@@ -44,6 +44,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use reverie_engine::mulaw::MuLaw;
+use reverie_engine::prediction_inputs::PredictionInputs;
 use reverie_engine::wavenet::{Padding, WavenetModel, WavenetNet};
 
 pub use chunks::{file_chunks, Chunk};
@@ -60,7 +61,7 @@ use crate::run::{
     csv_table, loss_chart, write_run_files, Checkpoint, CheckpointFormat, Observer, RunOptions, RunOutcome,
     Started, Stream, Task, TrainError, Trainer,
 };
-use chunks::{batch_tensors, spread, Encoded};
+use chunks::{batch_tensors, spread, Batch, Encoded, EncodedFiles};
 
 /// The metrics table inside a run folder.
 pub const METRICS_FILE: &str = "metrics.csv";
@@ -141,7 +142,7 @@ impl Task for Wavenet {
         let all_val: Vec<Chunk> = chunks(&data.val).into_iter().flatten().collect();
         Ok(Started {
             state: WavenetState {
-                encoded: Encoded::new(data, mulaw),
+                encoded: Encoded::new(data, mulaw, prediction_inputs(model, mulaw)?),
                 train_chunks,
                 val_chunks: spread(&all_val, config.val_chunks),
                 plan: None,
@@ -306,8 +307,8 @@ impl WavenetTrainer {
         }
         let chunks = self.next_batch();
         let len = self.config.chunk_len;
-        let (x, y) = self.tensors(&chunks, &self.state.encoded.train)?;
-        let loss = scored_loss(&self.model.net, &x, &y, len)?;
+        let batch = self.tensors(&chunks, &self.state.encoded.train)?;
+        let loss = scored_loss(&self.model.net, &batch, len)?;
         let loss_value = self.checked_loss(&loss, DIVERGED)?;
         let mut grads = loss.backward()?;
         let norm = clip_grad_norm(&mut grads, &self.vars, self.config.clip_norm)?;
@@ -350,8 +351,8 @@ impl WavenetTrainer {
         let net = self.snapshot()?.net;
         let (mut sum, mut count) = (0.0f64, 0usize);
         for batch in self.state.val_chunks.chunks(self.config.batch_size) {
-            let (x, y) = self.tensors(batch, &self.state.encoded.val)?;
-            let loss = scored_loss(&net, &x, &y, len)?.to_scalar::<f32>()?;
+            let tensors = self.tensors(batch, &self.state.encoded.val)?;
+            let loss = scored_loss(&net, &tensors, len)?.to_scalar::<f32>()?;
             sum += f64::from(loss) * (batch.len() * len) as f64;
             count += batch.len() * len;
         }
@@ -404,7 +405,7 @@ impl WavenetTrainer {
 
     /// Inputs and targets of `chunks` of the encoded `files` (see
     /// [`batch_tensors`]).
-    fn tensors(&self, chunks: &[Chunk], files: &[Vec<u32>]) -> candle_core::Result<(Tensor, Tensor)> {
+    fn tensors(&self, chunks: &[Chunk], files: &EncodedFiles) -> candle_core::Result<Batch> {
         batch_tensors(
             chunks,
             files,
@@ -445,11 +446,21 @@ impl WavenetTrainer {
 
 /// Mean cross-entropy (nats) of the last `len` positions of every row: the
 /// ones the valid forward pass computes.
-fn scored_loss(net: &WavenetNet, x: &Tensor, y: &Tensor, len: usize) -> candle_core::Result<Tensor> {
-    let logits = net.forward(x, Padding::Valid)?;
+fn scored_loss(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Result<Tensor> {
+    let logits = net.forward_with_predictions(&batch.inputs, &batch.predictions, Padding::Valid)?;
     let (b, t, classes) = logits.dims3()?;
     debug_assert_eq!(t, len);
-    candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, y)
+    candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, &batch.targets)
+}
+
+/// The predictor behind the model's prediction inputs, if it has them.
+fn prediction_inputs(model: &WavenetModel, mulaw: MuLaw) -> Result<Option<PredictionInputs>, TrainError> {
+    model
+        .config
+        .predictor
+        .map(|p| PredictionInputs::new(p, mulaw))
+        .transpose()
+        .map_err(|e| TrainError::BadConfig(e.to_string()))
 }
 
 /// The metrics history as CSV, header included (NaN cells left empty). A

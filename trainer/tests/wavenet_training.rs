@@ -188,6 +188,8 @@ fn checkpoint_and_resume_continue_exactly() {
             warmup_steps: 3,
             ..base.schedule.clone()
         },
+        // Drawn per step from the seed, so a resumed run draws the same.
+        input_noise: 0.5,
         ..base
     };
     let (n, k) = (10, 4);

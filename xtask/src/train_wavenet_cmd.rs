@@ -106,6 +106,11 @@ pub struct TrainWavenetArgs {
     /// 2.5 ms, pitch 2-20 ms. Overrides the --config file's `predictor`.
     #[arg(long, value_enum)]
     pub predictor: Option<PredictorArg>,
+    /// Noise on the training inputs against exposure bias (FFTNet): the
+    /// standard deviation in µ-law classes of a rounded normal draw added
+    /// to each input class, e.g. 0.5 [default: 0, none].
+    #[arg(long, value_name = "CLASSES")]
+    pub input_noise: Option<f32>,
     /// Passes over the training audio [default: 100]. With --resume, the
     /// new total.
     #[arg(long)]
@@ -283,6 +288,7 @@ fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
         clip_norm: args.clip.unwrap_or(d.clip_norm),
         seed: args.seed.unwrap_or(d.seed),
         val_chunks: args.val_chunks.unwrap_or(d.val_chunks),
+        input_noise: args.input_noise.unwrap_or(d.input_noise),
         ..d
     }
 }
@@ -324,6 +330,7 @@ fn resume(
         ("--seed", args.seed.is_some()),
         ("--config", args.config.is_some()),
         ("--predictor", args.predictor.is_some()),
+        ("--input-noise", args.input_noise.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),
     ]);

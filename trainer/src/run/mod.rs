@@ -261,6 +261,8 @@ pub(crate) enum Stream {
     FileOrder = 11,
     /// WaveNet: the draws of a generated sample.
     Sample = 12,
+    /// WaveNet: the noise on a step's inputs.
+    InputNoise = 13,
 }
 
 impl Stream {

@@ -92,13 +92,36 @@ pub(crate) struct Batch {
     pub(crate) targets: Tensor,
 }
 
-/// The tensors of a batch of chunks of `files`.
-pub(crate) fn batch_tensors(
+/// Noise on a batch's input classes (see `WavenetTrainConfig::input_noise`).
+pub(crate) struct InputNoise<R> {
+    /// Standard deviation in classes.
+    pub(crate) std: f32,
+    /// Where the draws come from.
+    pub(crate) rng: R,
+    /// The number of classes (the noisy classes stay inside them).
+    pub(crate) classes: usize,
+}
+
+impl<R: rand::Rng> InputNoise<R> {
+    /// Moves each class by a rounded normal draw, within the class range.
+    fn apply(&mut self, inputs: &mut [u32]) {
+        let top = self.classes as i64 - 1;
+        let offsets = reverie_engine::normal_vec(&mut self.rng, inputs.len(), self.std);
+        for (c, o) in inputs.iter_mut().zip(offsets) {
+            *c = (i64::from(*c) + o.round() as i64).clamp(0, top) as u32;
+        }
+    }
+}
+
+/// The tensors of a batch of chunks of `files`, with `noise` on the inputs
+/// (not on the targets, nor on the prediction inputs, which the predictor
+/// computed from the clean audio).
+pub(crate) fn batch_tensors<R: rand::Rng>(
     chunks: &[Chunk],
     files: &EncodedFiles,
     silence: u32,
-    field: usize,
-    len: usize,
+    (field, len): (usize, usize),
+    noise: Option<&mut InputNoise<R>>,
     device: &Device,
 ) -> candle_core::Result<Batch> {
     let width = field - 1 + len;
@@ -114,6 +137,9 @@ pub(crate) fn batch_tensors(
             out.extend((0..width as i64).map(|p| class_at(row, first + p, silence)));
         }
         targets.extend((0..len as i64).map(|j| class_at(file, c.start + j, silence)));
+    }
+    if let Some(noise) = noise {
+        noise.apply(&mut inputs);
     }
     Ok(Batch {
         inputs: Tensor::from_vec(inputs, (chunks.len(), width), device)?,
@@ -131,4 +157,53 @@ pub(crate) fn spread<T: Copy>(items: &[T], k: usize) -> Vec<T> {
         return items.to_vec();
     }
     (0..k).map(|i| items[i * items.len() / k]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn files() -> EncodedFiles {
+        let classes: Vec<u32> = (0..3_000).map(|i| (i % 64) as u32).collect();
+        EncodedFiles {
+            predictions: vec![vec![classes.iter().map(|c| 63 - c).collect()]],
+            classes: vec![classes],
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<u32>().unwrap()
+    }
+
+    #[test]
+    fn input_noise_moves_only_the_inputs_by_about_its_deviation() {
+        let files = files();
+        let chunks = file_chunks(0, 3_000, 500);
+        let shape = (17, 500);
+        let clean =
+            batch_tensors::<rand_chacha::ChaCha8Rng>(&chunks, &files, 32, shape, None, &Device::Cpu).unwrap();
+        let mut noise = InputNoise {
+            std: 0.5,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
+            classes: 64,
+        };
+        let noisy = batch_tensors(&chunks, &files, 32, shape, Some(&mut noise), &Device::Cpu).unwrap();
+        assert_eq!(values(&noisy.targets), values(&clean.targets));
+        assert_eq!(values(&noisy.predictions[0]), values(&clean.predictions[0]));
+        let (a, b) = (values(&clean.inputs), values(&noisy.inputs));
+        assert!(b.iter().all(|&c| c < 64));
+        let moved: Vec<i64> = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| i64::from(y) - i64::from(x))
+            .collect();
+        // A normal draw of deviation 0.5 rounds away from 0 with
+        // probability 2 (1 - Phi(1)) = 0.317; the class range clips a few.
+        let share = moved.iter().filter(|&&m| m != 0).count() as f64 / moved.len() as f64;
+        assert!((0.28..0.34).contains(&share), "{share}");
+        assert!(moved.iter().all(|m| m.abs() <= 3));
+        let mean = moved.iter().sum::<i64>() as f64 / moved.len() as f64;
+        assert!(mean.abs() < 0.02, "{mean}");
+    }
 }

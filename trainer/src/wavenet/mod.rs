@@ -61,7 +61,7 @@ use crate::run::{
     csv_table, loss_chart, write_run_files, Checkpoint, CheckpointFormat, Observer, RunOptions, RunOutcome,
     Started, Stream, Task, TrainError, Trainer,
 };
-use chunks::{batch_tensors, spread, Batch, Encoded, EncodedFiles};
+use chunks::{batch_tensors, spread, Batch, Encoded, EncodedFiles, InputNoise};
 
 /// The metrics table inside a run folder.
 pub const METRICS_FILE: &str = "metrics.csv";
@@ -223,6 +223,8 @@ impl Task for Wavenet {
             p.counters.epoch as f64 + p.counters.batch_in_epoch as f64 / trainer.steps_per_epoch as f64,
         ));
         metrics.push(("samples_per_second", trainer.samples_per_second()));
+        // How it was trained, beside how well: the option is in the file.
+        metrics.push(("input_noise_classes", f64::from(trainer.config.input_noise)));
         metrics
     }
 
@@ -307,7 +309,11 @@ impl WavenetTrainer {
         }
         let chunks = self.next_batch();
         let len = self.config.chunk_len;
-        let batch = self.tensors(&chunks, &self.state.encoded.train)?;
+        let batch = self.tensors(
+            &chunks,
+            &self.state.encoded.train,
+            Some(self.progress.counters.step),
+        )?;
         let loss = scored_loss(&self.model.net, &batch, len)?;
         let loss_value = self.checked_loss(&loss, DIVERGED)?;
         let mut grads = loss.backward()?;
@@ -351,7 +357,7 @@ impl WavenetTrainer {
         let net = self.snapshot()?.net;
         let (mut sum, mut count) = (0.0f64, 0usize);
         for batch in self.state.val_chunks.chunks(self.config.batch_size) {
-            let tensors = self.tensors(batch, &self.state.encoded.val)?;
+            let tensors = self.tensors(batch, &self.state.encoded.val, None)?;
             let loss = scored_loss(&net, &tensors, len)?.to_scalar::<f32>()?;
             sum += f64::from(loss) * (batch.len() * len) as f64;
             count += batch.len() * len;
@@ -403,15 +409,28 @@ impl WavenetTrainer {
         Ok(wav)
     }
 
-    /// Inputs and targets of `chunks` of the encoded `files` (see
-    /// [`batch_tensors`]).
-    fn tensors(&self, chunks: &[Chunk], files: &EncodedFiles) -> candle_core::Result<Batch> {
+    /// The tensors of `chunks` of the encoded `files` (see
+    /// [`batch_tensors`]), with the configured input noise for `step` (a
+    /// training step's number), none for validation.
+    fn tensors(
+        &self,
+        chunks: &[Chunk],
+        files: &EncodedFiles,
+        step: Option<u64>,
+    ) -> candle_core::Result<Batch> {
+        let mut noise = step
+            .filter(|_| self.config.input_noise > 0.0)
+            .map(|step| InputNoise {
+                std: self.config.input_noise,
+                rng: Stream::InputNoise.rng(self.config.seed, step),
+                classes: self.model.config.classes,
+            });
         batch_tensors(
             chunks,
             files,
             self.state.encoded.silence,
-            self.model.receptive_field(),
-            self.config.chunk_len,
+            (self.model.receptive_field(), self.config.chunk_len),
+            noise.as_mut(),
             self.model.net.embedding.device(),
         )
     }

@@ -51,25 +51,45 @@ impl PreEmphasis {
     }
 }
 
-/// The de-emphasis filter `1 / (1 - a z^-1)`, one sample at a time.
-#[derive(Debug, Clone, Default)]
+/// The de-emphasis filter `1 / (1 - a z^-1)`, one sample at a time, its
+/// output clamped to a limit (the filter goes on from the clamped value).
+#[derive(Debug, Clone)]
 pub struct DeEmphasis {
     previous: f64,
+    limit: f64,
+}
+
+impl Default for DeEmphasis {
+    fn default() -> Self {
+        Self::with_limit(f64::from(MAX_INPUT))
+    }
 }
 
 impl DeEmphasis {
-    /// Starting from silence.
+    /// Starting from silence, clamped to the engine's largest input.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Starting from silence, clamped to `±limit` (1: full scale, where a
+    /// generated signal clips as a converter would).
+    pub fn with_limit(limit: f64) -> Self {
+        Self { previous: 0.0, limit }
+    }
+
     /// The audio sample whose emphasised value is `y`.
     pub fn process(&mut self, y: f64) -> f64 {
-        // A broken value must not ring on through the filter's memory.
-        let y = if y.is_finite() { y } else { 0.0 };
-        let x = (y + COEFFICIENT * self.previous).clamp(-f64::from(MAX_INPUT), f64::from(MAX_INPUT));
+        let x = self.peek(y);
         self.previous = x;
         x
+    }
+
+    /// What [`process`](Self::process) would give for `y`, without taking
+    /// it in.
+    pub fn peek(&self, y: f64) -> f64 {
+        // A broken value must not ring on through the filter's memory.
+        let y = if y.is_finite() { y } else { 0.0 };
+        (y + COEFFICIENT * self.previous).clamp(-self.limit, self.limit)
     }
 }
 

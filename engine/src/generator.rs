@@ -176,6 +176,8 @@ mod tests {
             skip_channels: 8,
             classes: 32,
             predictor: None,
+            pre_emphasis: false,
+            residual_target: false,
         };
         let model = WavenetModel::init(config, 16_000, 3, &candle_core::Device::Cpu).expect("a model");
         Generator::new(Sampler::from_model(&model).expect("a sampler"))

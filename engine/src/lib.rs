@@ -27,6 +27,7 @@ pub mod predictor;
 pub mod resample;
 mod rng;
 pub mod sampler;
+pub mod signal_coding;
 pub mod spectral_dream;
 pub mod spectrogram;
 pub mod stft;

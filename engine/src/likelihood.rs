@@ -24,6 +24,8 @@ pub fn nll_of(logits: &[f32], class: usize) -> f32 {
 pub struct Scorer<'a> {
     sampler: &'a mut Sampler,
     last: Option<usize>,
+    /// Whether audio has been pushed (its first sample is not scored).
+    started: bool,
 }
 
 impl<'a> Scorer<'a> {
@@ -32,7 +34,11 @@ impl<'a> Scorer<'a> {
     /// samples a receptive field in have full context.
     pub fn new(sampler: &'a mut Sampler) -> Self {
         sampler.reset();
-        Self { sampler, last: None }
+        Self {
+            sampler,
+            last: None,
+            started: false,
+        }
     }
 
     /// Appends `-ln p(class | everything before it)` for each of `classes`
@@ -43,6 +49,21 @@ impl<'a> Scorer<'a> {
                 out.push(nll_of(self.sampler.step(last), class));
             }
             self.last = Some(class);
+        }
+    }
+
+    /// Appends `-ln p` of each sample's µ-law class given the audio before
+    /// it (one fewer for the first piece), coded as the model codes it:
+    /// [`Sampler::signal_nll`], comparable across models whatever their
+    /// coding (the same as [`push`](Self::push) of the classes for a plain
+    /// model). Do not mix with [`push`](Self::push) on one scorer.
+    pub fn push_audio(&mut self, audio: &[f32], out: &mut Vec<f32>) {
+        for &x in audio {
+            if self.started {
+                out.push(self.sampler.signal_nll(x));
+            }
+            self.sampler.feed_audio(x);
+            self.started = true;
         }
     }
 }

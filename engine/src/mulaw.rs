@@ -74,6 +74,15 @@ impl MuLaw {
         self.expand(level / self.mu * 2.0 - 1.0)
     }
 
+    /// The interval of audio values that encode to `class` (its cell):
+    /// halfway to the neighbouring levels in the compressed signal, within
+    /// [-1, 1].
+    pub fn cell(&self, class: usize) -> (f32, f32) {
+        let level = class.min(self.classes - 1) as f32 / self.mu * 2.0 - 1.0;
+        let half = 1.0 / self.mu;
+        (self.expand(level - half), self.expand(level + half))
+    }
+
     /// Encodes a whole signal.
     pub fn encode_all(&self, audio: &[f32]) -> Vec<usize> {
         audio.iter().map(|&x| self.encode(x)).collect()

@@ -28,6 +28,15 @@ pub fn input_count(config: &PredictorConfig) -> usize {
     }
 }
 
+/// What [`PredictionInputs::for_sequence`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequencePredictions {
+    /// Per input, per position: the prediction class after it.
+    pub rows: Vec<Vec<u32>>,
+    /// Per position: the prediction of its sample, made before it.
+    pub before: Vec<f32>,
+}
+
 /// The running predictor and the classes of its current predictions. Built
 /// once; [`push`](Self::push) and [`reset`](Self::reset) never allocate.
 #[derive(Debug, Clone)]
@@ -37,6 +46,8 @@ pub struct PredictionInputs {
     /// The audio value of every class.
     decoded: Vec<f32>,
     current: [usize; MAX_INPUTS],
+    /// The both-stage prediction itself.
+    value: f32,
     count: usize,
 }
 
@@ -49,6 +60,7 @@ impl PredictionInputs {
             mulaw,
             decoded: (0..mulaw.classes()).map(|k| mulaw.decode(k)).collect(),
             current: [0; MAX_INPUTS],
+            value: 0.0,
             count: input_count(&config),
         };
         inputs.reset();
@@ -79,24 +91,35 @@ impl PredictionInputs {
         &self.current[..self.count]
     }
 
-    /// For every position of `classes`, the prediction classes after it (as
-    /// [`classes`](Self::classes) gives them after pushing it), from silent
-    /// history: one row per input, as long as `classes`. What training
-    /// feeds the network beside a file's classes.
-    pub fn for_sequence(&mut self, classes: &[u32]) -> Vec<Vec<u32>> {
+    /// The next sample's prediction by both stages (the short-term one
+    /// without the pitch stage), as audio.
+    pub fn prediction(&self) -> f32 {
+        self.value
+    }
+
+    /// For every position of `classes`, from silent history: the
+    /// prediction classes after it (as [`classes`](Self::classes) gives
+    /// them after pushing it), one row per input, as long as `classes`, and
+    /// the prediction of the class made before it. What training feeds the
+    /// network beside a file's classes, and what its residual targets
+    /// ([`crate::signal_coding`]) subtract.
+    pub fn for_sequence(&mut self, classes: &[u32]) -> SequencePredictions {
         self.reset();
         let mut rows = vec![Vec::with_capacity(classes.len()); self.count];
+        let mut before = Vec::with_capacity(classes.len());
         for &c in classes {
+            before.push(self.prediction());
             self.push(c as usize);
             for (row, &p) in rows.iter_mut().zip(self.classes()) {
                 row.push(p as u32);
             }
         }
-        rows
+        SequencePredictions { rows, before }
     }
 
     fn update(&mut self) {
         let (short_term, both) = self.predictor.predict_stages();
+        self.value = both;
         self.current = [self.mulaw.encode(short_term), self.mulaw.encode(both)];
         if self.count == 1 {
             self.current[1] = self.current[0];
@@ -124,12 +147,13 @@ mod tests {
         // Silent history predicts silence.
         assert_eq!(inputs.classes(), &[q.encode(0.0); 2]);
         let seq = tone(2_000);
-        let rows = inputs.for_sequence(&seq);
+        let SequencePredictions { rows, before } = inputs.for_sequence(&seq);
         assert_eq!(rows.len(), 2);
         // The same predictor, fed the decoded classes by hand.
         let mut p = Predictor::new(config).unwrap();
         let mut differ = 0;
         for (i, &c) in seq.iter().enumerate() {
+            assert_eq!(before[i], p.predict(), "the prediction before sample {i}");
             p.push(q.decode(c as usize));
             let (s, b) = p.predict_stages();
             assert_eq!(rows[0][i] as usize, q.encode(s), "short-term, sample {i}");
@@ -161,7 +185,7 @@ mod tests {
         };
         let mut inputs = PredictionInputs::new(config, q).unwrap();
         assert_eq!(inputs.count(), 1);
-        let rows = inputs.for_sequence(&tone(300));
+        let rows = inputs.for_sequence(&tone(300)).rows;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].len(), 300);
         assert_eq!(inputs.classes().len(), 1);

@@ -29,6 +29,7 @@ use rand::Rng;
 use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
 use crate::prediction_inputs::{PredictionInputs, MAX_INPUTS};
+use crate::signal_coding::SignalCoding;
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
@@ -566,6 +567,10 @@ pub struct Sampler {
     scratch: Scratch,
     /// The predictor behind the model's prediction inputs, if it has them.
     inputs: Option<PredictionInputs>,
+    /// How audio becomes the model's classes and back.
+    coding: SignalCoding,
+    /// The input class fed last.
+    last_input: usize,
     /// Whether any input has been fed since the last reset.
     fed: bool,
     kernels: Kernels,
@@ -589,6 +594,8 @@ impl Sampler {
             queue_start,
             scratch: Scratch::new(&w.config),
             inputs: w.prediction_inputs()?,
+            coding: SignalCoding::new(&w.config, w.mulaw),
+            last_input: 0,
             fed: false,
             kernels: Kernels::best(),
             w,
@@ -660,6 +667,7 @@ impl Sampler {
         if let Some(p) = &mut self.inputs {
             p.reset();
         }
+        self.coding.reset();
         self.fed = false;
     }
 
@@ -676,21 +684,22 @@ impl Sampler {
         &self.scratch.logits
     }
 
-    /// Teacher-forces the queues with existing audio (µ-law encoded here),
-    /// without sampling; afterwards [`logits`](Self::logits) and
+    /// Teacher-forces the queues with existing audio (coded here as the
+    /// model codes it: µ-law, after pre-emphasis if it has that), without
+    /// sampling; afterwards [`logits`](Self::logits) and
     /// [`sample_next`](Self::sample_next) continue from its end. Only the
-    /// last receptive field of `audio` matters, and only it is computed.
+    /// last receptive field of `audio` goes through the network.
     pub fn prime(&mut self, audio: &[f32]) {
-        let mulaw = self.w.mulaw;
-        self.prime_with(audio.iter().map(|&x| mulaw.encode(x)));
+        self.prime_with(audio.len(), |coding, i| coding.input_class(audio[i]));
     }
 
-    /// [`prime`](Self::prime) with classes instead of audio.
+    /// [`prime`](Self::prime) with input classes instead of audio.
     pub fn prime_classes(&mut self, classes: &[usize]) {
-        self.prime_with(classes.iter().copied());
+        self.prime_with(classes.len(), |_, i| classes[i]);
     }
 
-    fn prime_with(&mut self, classes: impl ExactSizeIterator<Item = usize>) {
+    /// Primes with `n` input classes, the `i`-th from `class(coding, i)`.
+    fn prime_with(&mut self, n: usize, mut class: impl FnMut(&mut SignalCoding, usize) -> usize) {
         // No later output depends on anything before the last receptive
         // field of the priming input (not even on the current state): every
         // cached value a later step reads lies inside that window and is
@@ -698,13 +707,15 @@ impl Sampler {
         // priming with a long file cost one receptive field.
         // The predictor behind prediction inputs is the exception: it
         // hears all of it (at a small fraction of a network step each).
-        let n = classes.len();
+        // So are the signal coding's filters.
         let skip = n.saturating_sub(self.receptive_field());
-        for (i, c) in classes.enumerate() {
+        for i in 0..n {
+            let c = class(&mut self.coding, i);
             if i < skip {
                 if let Some(p) = &mut self.inputs {
                     p.push(c);
                 }
+                self.coding.fed(c);
                 continue;
             }
             // Only the last input's prediction is ever read, so the skip
@@ -718,9 +729,43 @@ impl Sampler {
     /// any input the model is first fed one sample of silence.
     pub fn sample_next<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> f32 {
         self.feed_silence_first();
-        let class = self.draw(temperature, rng);
+        let target = self.draw(temperature, rng);
+        self.feed_target(target)
+    }
+
+    /// Feeds the input class a drawn output class makes (see
+    /// [`crate::signal_coding`]); returns the audio it makes.
+    fn feed_target(&mut self, target: usize) -> f32 {
+        let class = self.coding.input_from_target(target, self.prediction());
         self.dispatch(class, true);
-        self.w.decoded[class]
+        self.coding.audio()
+    }
+
+    /// The predictor's prediction of the next sample (0 without one).
+    fn prediction(&self) -> f32 {
+        self.inputs.as_ref().map_or(0.0, PredictionInputs::prediction)
+    }
+
+    /// `-ln p` of the µ-law cell (of the model's classes) that the next
+    /// audio sample `x` falls in, under the current logits, whatever the
+    /// model's coding: comparable across models with and without
+    /// pre-emphasis or a residual target
+    /// ([`SignalCoding::signal_nll`]). Never allocates.
+    pub fn signal_nll(&self, x: f32) -> f32 {
+        self.coding.signal_nll(&self.scratch.logits, x, self.prediction())
+    }
+
+    /// The input class the network heard last: with a signal coding, the
+    /// class a drawn output made ([`crate::signal_coding`]).
+    pub fn last_input_class(&self) -> usize {
+        self.last_input
+    }
+
+    /// Feeds the next audio sample, coded as the model codes it; returns
+    /// the logits of the sample after it.
+    pub fn feed_audio(&mut self, x: f32) -> &[f32] {
+        let class = self.coding.input_class(x);
+        self.step(class)
     }
 
     /// [`sample_next`](Self::sample_next) with the class chosen by `draw`
@@ -728,9 +773,8 @@ impl Sampler {
     /// [`crate::tone_sampling`]'s).
     pub fn sample_next_with(&mut self, draw: impl FnOnce(&[f32]) -> usize) -> f32 {
         self.feed_silence_first();
-        let class = draw(&self.scratch.logits).min(self.w.decoded.len() - 1);
-        self.dispatch(class, true);
-        self.w.decoded[class]
+        let target = draw(&self.scratch.logits).min(self.w.decoded.len() - 1);
+        self.feed_target(target)
     }
 
     /// Before any input the model hears one sample of silence, so that
@@ -776,6 +820,8 @@ impl Sampler {
 
     fn dispatch(&mut self, class: usize, output: bool) {
         self.fed = true;
+        self.last_input = class;
+        self.coding.fed(class);
         if let Some(p) = &mut self.inputs {
             p.push(class);
         }

@@ -67,6 +67,13 @@ pub struct WavenetConfig {
     /// and added to the input sample's embedding. `None` (every file
     /// before the option, which stores nothing for it): the plain WaveNet.
     pub predictor: Option<PredictorConfig>,
+    /// Whether the network models the pre-emphasised signal
+    /// ([`crate::signal_coding`]).
+    pub pre_emphasis: bool,
+    /// Whether the output classes are the excitation's (the signal minus
+    /// the both-stage prediction), which needs a predictor
+    /// ([`crate::signal_coding`]).
+    pub residual_target: bool,
 }
 
 impl Default for WavenetConfig {
@@ -81,6 +88,8 @@ impl Default for WavenetConfig {
             skip_channels: 128,
             classes: crate::mulaw::CLASSES,
             predictor: None,
+            pre_emphasis: false,
+            residual_target: false,
         }
     }
 }
@@ -167,6 +176,9 @@ impl WavenetConfig {
         if let Some(p) = &self.predictor {
             p.validate().map_err(|e| e.to_string())?;
         }
+        if self.residual_target && self.predictor.is_none() {
+            return Err("a residual target needs a predictor".into());
+        }
         let queue = (self.receptive_field() - 1).saturating_mul(self.residual_channels);
         if queue > MAX_QUEUE_FLOATS {
             return Err(format!(
@@ -226,6 +238,14 @@ struct StoredConfig {
     // the config they always had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     predictor: Option<PredictorConfig>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pre_emphasis: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    residual_target: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl From<WavenetConfig> for StoredConfig {
@@ -239,6 +259,8 @@ impl From<WavenetConfig> for StoredConfig {
             classes: c.classes,
             receptive_field,
             predictor: c.predictor,
+            pre_emphasis: c.pre_emphasis,
+            residual_target: c.residual_target,
         }
     }
 }
@@ -254,6 +276,8 @@ impl TryFrom<StoredConfig> for WavenetConfig {
             skip_channels: s.skip_channels,
             classes: s.classes,
             predictor: s.predictor,
+            pre_emphasis: s.pre_emphasis,
+            residual_target: s.residual_target,
         };
         config.validate()?;
         if config.receptive_field() != s.receptive_field {

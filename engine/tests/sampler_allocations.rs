@@ -57,6 +57,8 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
         skip_channels: 32,
         classes: 256,
         predictor: None,
+        pre_emphasis: false,
+        residual_target: false,
     };
     let predicting = WavenetConfig {
         predictor: Some(PredictorConfig::for_rate(16_000)),

@@ -32,6 +32,8 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         skip_channels: s,
         classes,
         predictor: None,
+        pre_emphasis: false,
+        residual_target: false,
     }
 }
 
@@ -74,6 +76,7 @@ fn candle_logits(model: &WavenetModel, classes: &[usize]) -> Vec<Vec<f32>> {
         Some(p) => PredictionInputs::new(p, MuLaw::new(model.config.classes).unwrap())
             .unwrap()
             .for_sequence(&ids)
+            .rows
             .into_iter()
             .map(|row| Tensor::from_vec(row, (1, classes.len()), &Device::Cpu).unwrap())
             .collect(),
@@ -214,7 +217,22 @@ fn test_configs_with_predictors() -> Vec<WavenetConfig> {
     all.push(with_predictor(base[1].clone(), true));
     all.push(with_predictor(base[3].clone(), true));
     all.push(with_predictor(base[2].clone(), true));
+    all.extend(coded_configs());
     all
+}
+
+/// Models with each signal coding option (pre-emphasis, residual target,
+/// both), on prediction inputs.
+fn coded_configs() -> Vec<WavenetConfig> {
+    let base = with_predictor(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 256), true);
+    [(true, false), (false, true), (true, true)]
+        .into_iter()
+        .map(|(pre_emphasis, residual_target)| WavenetConfig {
+            pre_emphasis,
+            residual_target,
+            ..base.clone()
+        })
+        .collect()
 }
 
 /// Several small architectures: powers of two and not, one layer (no
@@ -1014,5 +1032,108 @@ fn bf16_weights_hardly_move_the_built_in_models_likelihood() {
         assert!(mean_abs > 0.0, "the bfloat16 kernels did not run");
         assert!(mean_abs < 0.01 * mean(&a), "{what}: {mean_abs}");
         assert!((mean(&a) - mean(&b)).abs() < 0.002 * mean(&a), "{what}");
+    }
+}
+
+/// With each coding option, what the sampler generates is what candle
+/// predicts: the audio, coded back into input classes (pre-emphasis of
+/// the de-emphasised output gives the fed classes back), gives candle's
+/// logits at every step, and a fresh sampler fed that audio sample by
+/// sample gives them too.
+#[test]
+fn coded_generation_is_what_candle_predicts() {
+    use reverie_engine::signal_coding::SignalCoding;
+    for (k, cfg) in coded_configs().into_iter().enumerate() {
+        let model = random_model(cfg.clone(), 40 + k as u64);
+        let mut sampler = Sampler::from_model(&model).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let q = MuLaw::new(cfg.classes).unwrap();
+        // Generation starts by feeding one sample of silence.
+        let mut fed = vec![q.encode(0.0)];
+        let mut audio = Vec::new();
+        let mut logits = Vec::new();
+        for _ in 0..300 {
+            let x = sampler.sample_next(1.0, &mut rng);
+            assert!(x.is_finite() && x.abs() <= 1.0, "{x}");
+            audio.push(x);
+            fed.push(sampler.last_input_class());
+            logits.push(sampler.logits().to_vec());
+        }
+        let expected = candle_logits(&model, &fed);
+        for (t, got) in logits.iter().enumerate() {
+            let diff = max_abs_diff(got, &expected[t + 1]);
+            assert!(diff <= TOLERANCE, "config {k} sample {t}: {diff}");
+        }
+        // The audio codes back into the classes that made it, wherever
+        // the random model's noise did not drive the de-emphasis into
+        // clipping (the filter goes on from the clipped value, as
+        // pre-emphasis of the clipped audio does).
+        let mut coding = SignalCoding::new(&cfg, q);
+        coding.input_class(0.0);
+        let mut checked = 0;
+        for (t, &x) in audio.iter().enumerate() {
+            let class = coding.input_class(x);
+            if x.abs() < 1.0 {
+                assert_eq!(class, fed[t + 1], "config {k} sample {t}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 150, "config {k}: {checked} unclipped samples");
+        let distinct: std::collections::BTreeSet<_> = fed.iter().collect();
+        assert!(distinct.len() > 5, "config {k}: sampling at temperature 1 varies");
+    }
+}
+
+/// The comparable likelihood is a distribution over the audio's µ-law
+/// classes with every coding (it sums to one, but for the mass a shift
+/// carries past full scale), reaches every class, and for a plain model
+/// is the cross-entropy of the logits.
+#[test]
+fn the_signal_likelihood_is_a_distribution_over_the_audios_classes() {
+    let mut cfgs = vec![config(&[1, 2, 4], 8, 8, 16, 256)];
+    cfgs.extend(coded_configs());
+    for (k, cfg) in cfgs.into_iter().enumerate() {
+        let model = random_model(cfg.clone(), 60 + k as u64);
+        let mut sampler = Sampler::from_model(&model).unwrap();
+        let q = MuLaw::new(cfg.classes).unwrap();
+        let audio: Vec<f32> = (0..400).map(|i| 0.4 * (i as f32 * 0.11).sin()).collect();
+        for (t, &x) in audio.iter().enumerate().take(audio.len() - 1) {
+            sampler.feed_audio(x);
+            if t % 50 != 49 {
+                continue;
+            }
+            let mut total = 0.0f64;
+            let mut worst = 0.0f64;
+            for class in 0..cfg.classes {
+                let nll = f64::from(sampler.signal_nll(q.decode(class)));
+                assert!(nll.is_finite() && nll >= -1e-5, "config {k}: {nll}");
+                total += (-nll).exp();
+                // Near silence every coding's shifted cells overlap the
+                // audio's (at the edges a shift can leave full scale out
+                // of reach, as the coding cannot make it).
+                if q.decode(class).abs() < 0.1 {
+                    worst = worst.max(nll);
+                }
+            }
+            // A random model's distribution is broad: no class near
+            // silence is anywhere near out of reach.
+            assert!(worst < 20.0, "config {k} sample {t}: a class at {worst} nats");
+            assert!(
+                total <= 1.0 + 1e-4,
+                "config {k} sample {t}: the classes sum to {total}"
+            );
+            if cfg.pre_emphasis || cfg.residual_target {
+                assert!(total > 0.9, "config {k} sample {t}: the classes sum to {total}");
+                eprintln!("config {k} sample {t}: classes sum to {total:.4}, least likely {worst:.1} nats");
+            } else {
+                assert!(
+                    (total - 1.0).abs() < 1e-4,
+                    "config {k} sample {t}: the classes sum to {total}"
+                );
+                let next = q.encode(audio[t + 1]);
+                let direct = nll_of(sampler.logits(), next);
+                assert!((sampler.signal_nll(audio[t + 1]) - direct).abs() < 1e-5);
+            }
+        }
     }
 }

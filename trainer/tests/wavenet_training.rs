@@ -27,6 +27,8 @@ fn tiny_config(classes: usize) -> WavenetConfig {
         skip_channels: 16,
         classes,
         predictor: None,
+        pre_emphasis: false,
+        residual_target: false,
     }
 }
 
@@ -578,4 +580,44 @@ fn the_pitch_predictor_input_predicts_a_periodic_tone_better() {
         "with the pitch stage {both}, short-term only {short_term}"
     );
     assert!(both < plain - 0.3, "with the pitch stage {both}, plain {plain}");
+}
+
+/// Each signal coding option (pre-emphasis, a residual target on the
+/// predictor, both) trains: the loss on its own targets falls, and the
+/// model file keeps the options.
+#[test]
+fn every_signal_coding_option_trains() {
+    use reverie_engine::predictor::PredictorConfig;
+    let data = tone_data();
+    for (pre_emphasis, residual_target) in [(true, false), (false, true), (true, true)] {
+        let config = WavenetConfig {
+            predictor: Some(PredictorConfig::for_rate(RATE)),
+            pre_emphasis,
+            residual_target,
+            ..tiny_config(64)
+        };
+        let model = WavenetModel::init(config.clone(), RATE, 2, &Device::Cpu).unwrap();
+        let mut trainer = WavenetTrainer::new(model, tiny_train_config(), &data).unwrap();
+        let before = trainer.evaluate().unwrap().unwrap();
+        for _ in 0..40 {
+            trainer.step().unwrap();
+        }
+        let after = trainer.evaluate().unwrap().unwrap();
+        eprintln!(
+            "emphasis {pre_emphasis}, residual {residual_target}: validation {before:.3} -> {after:.3}"
+        );
+        assert!(
+            after < before - 0.3,
+            "emphasis {pre_emphasis}, residual {residual_target}: {before} -> {after}"
+        );
+        let bytes = trainer
+            .finish("test".into())
+            .unwrap()
+            .to_raw()
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let back = WavenetModel::from_bytes(&bytes, &Device::Cpu).unwrap();
+        assert_eq!(back.config, config);
+    }
 }

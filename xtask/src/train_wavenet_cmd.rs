@@ -106,6 +106,15 @@ pub struct TrainWavenetArgs {
     /// 2.5 ms, pitch 2-20 ms. Overrides the --config file's `predictor`.
     #[arg(long, value_enum)]
     pub predictor: Option<PredictorArg>,
+    /// Model the pre-emphasised signal (LPCNet's 1 - 0.85 z^-1 before
+    /// µ-law, de-emphasis after: the quantisation noise moves under the
+    /// low harmonics).
+    #[arg(long)]
+    pub pre_emphasis: bool,
+    /// Output the excitation's classes (the signal minus the both-stage
+    /// prediction, LPCNet's residual): needs --predictor.
+    #[arg(long)]
+    pub residual_target: bool,
     /// Noise on the training inputs against exposure bias (FFTNet): the
     /// standard deviation in µ-law classes of a rounded normal draw added
     /// to each input class, e.g. 0.5 [default: 0, none].
@@ -257,6 +266,11 @@ fn start(
     if let Some(p) = args.predictor {
         net.predictor = p.config(args.rate);
     }
+    net.pre_emphasis |= args.pre_emphasis;
+    net.residual_target |= args.residual_target;
+    if net.residual_target && net.predictor.is_none() {
+        bail!("--residual-target models the signal minus the predictor's prediction: add --predictor both (or short-term)");
+    }
     let config = train_config(args);
     let model = WavenetModel::init(net, args.rate, config.seed, device)?;
     let mut trainer = WavenetTrainer::new(model, config, &data)?;
@@ -330,6 +344,8 @@ fn resume(
         ("--seed", args.seed.is_some()),
         ("--config", args.config.is_some()),
         ("--predictor", args.predictor.is_some()),
+        ("--pre-emphasis", args.pre_emphasis),
+        ("--residual-target", args.residual_target),
         ("--input-noise", args.input_noise.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),

@@ -4,6 +4,7 @@
 use candle_core::{Device, Tensor};
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::prediction_inputs::PredictionInputs;
+use reverie_engine::signal_coding::SignalCoding;
 
 use super::data::{AudioFile, WavenetData};
 
@@ -41,6 +42,9 @@ pub(crate) struct EncodedFiles {
     /// over the whole file from its first sample, as scoring the file does
     /// (see [`PredictionInputs::for_sequence`]); empty rows without inputs.
     pub(crate) predictions: Vec<Vec<Vec<u32>>>,
+    /// Each file's target classes where they are not its classes (a
+    /// residual target, see [`SignalCoding::target_class`]); empty otherwise.
+    pub(crate) targets: Vec<Vec<u32>>,
 }
 
 /// A µ-law-encoded copy of the data, with the class of silence for padding.
@@ -51,17 +55,38 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    pub(crate) fn new(data: &WavenetData, mulaw: MuLaw, mut inputs: Option<PredictionInputs>) -> Self {
+    /// Each file coded as the model codes audio (`coding`, from silence at
+    /// its start, as scoring does), with the prediction inputs and residual
+    /// targets the model has.
+    pub(crate) fn new(
+        data: &WavenetData,
+        mulaw: MuLaw,
+        coding: &mut SignalCoding,
+        mut inputs: Option<PredictionInputs>,
+    ) -> Self {
         let mut enc = |files: &[AudioFile]| {
-            let classes: Vec<Vec<u32>> = files
-                .iter()
-                .map(|f| f.samples.iter().map(|&x| mulaw.encode(x) as u32).collect())
-                .collect();
-            let predictions = classes
-                .iter()
-                .map(|c| inputs.as_mut().map_or_else(Vec::new, |p| p.for_sequence(c)))
-                .collect();
-            EncodedFiles { classes, predictions }
+            let mut out = EncodedFiles {
+                classes: Vec::new(),
+                predictions: Vec::new(),
+                targets: Vec::new(),
+            };
+            for f in files {
+                coding.reset();
+                let classes: Vec<u32> = f.samples.iter().map(|&x| coding.input_class(x) as u32).collect();
+                let predicted = inputs.as_mut().map(|p| p.for_sequence(&classes));
+                let targets = match &predicted {
+                    Some(p) if !coding.is_plain() => classes
+                        .iter()
+                        .zip(&p.before)
+                        .map(|(&c, &p)| coding.target_class(c as usize, p) as u32)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                out.predictions.push(predicted.map_or_else(Vec::new, |p| p.rows));
+                out.targets.push(targets);
+                out.classes.push(classes);
+            }
+            out
         };
         Self {
             train: enc(&data.train),
@@ -136,7 +161,12 @@ pub(crate) fn batch_tensors<R: rand::Rng>(
         for (out, row) in predictions.iter_mut().zip(&files.predictions[c.file]) {
             out.extend((0..width as i64).map(|p| class_at(row, first + p, silence)));
         }
-        targets.extend((0..len as i64).map(|j| class_at(file, c.start + j, silence)));
+        let target_row = files
+            .targets
+            .get(c.file)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(file);
+        targets.extend((0..len as i64).map(|j| class_at(target_row, c.start + j, silence)));
     }
     if let Some(noise) = noise {
         noise.apply(&mut inputs);
@@ -169,6 +199,7 @@ mod tests {
         EncodedFiles {
             predictions: vec![vec![classes.iter().map(|c| 63 - c).collect()]],
             classes: vec![classes],
+            targets: vec![Vec::new()],
         }
     }
 

@@ -212,6 +212,10 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         receptive_field: Option<usize>,
         #[serde(default)]
         predictor: Option<PredictorConfig>,
+        #[serde(default)]
+        pre_emphasis: bool,
+        #[serde(default)]
+        residual_target: bool,
     }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -223,6 +227,8 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         skip_channels: a.skip_channels,
         classes: a.classes,
         predictor: a.predictor,
+        pre_emphasis: a.pre_emphasis,
+        residual_target: a.residual_target,
     };
     config.validate().map_err(bad)?;
     if let Some(rf) = a.receptive_field.filter(|&rf| rf != config.receptive_field()) {

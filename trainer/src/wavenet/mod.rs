@@ -45,6 +45,7 @@ use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::prediction_inputs::PredictionInputs;
+use reverie_engine::signal_coding::SignalCoding;
 use reverie_engine::wavenet::{Padding, WavenetModel, WavenetNet};
 
 pub use chunks::{file_chunks, Chunk};
@@ -142,7 +143,12 @@ impl Task for Wavenet {
         let all_val: Vec<Chunk> = chunks(&data.val).into_iter().flatten().collect();
         Ok(Started {
             state: WavenetState {
-                encoded: Encoded::new(data, mulaw, prediction_inputs(model, mulaw)?),
+                encoded: Encoded::new(
+                    data,
+                    mulaw,
+                    &mut SignalCoding::new(&model.config, mulaw),
+                    prediction_inputs(model, mulaw)?,
+                ),
                 train_chunks,
                 val_chunks: spread(&all_val, config.val_chunks),
                 plan: None,

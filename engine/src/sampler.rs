@@ -30,6 +30,7 @@ use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
 use crate::prediction_inputs::{PredictionInputs, MAX_INPUTS};
 use crate::signal_coding::SignalCoding;
+use crate::tone_sampling::ToneAwareSampler;
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
 /// Output columns per packed panel: 32 floats, four AVX registers of running
@@ -571,6 +572,8 @@ pub struct Sampler {
     coding: SignalCoding,
     /// The input class fed last.
     last_input: usize,
+    /// Tone-aware sampling, if the model asks for it; it hears every input.
+    tone: Option<ToneAwareSampler>,
     /// Whether any input has been fed since the last reset.
     fed: bool,
     kernels: Kernels,
@@ -596,6 +599,12 @@ impl Sampler {
             inputs: w.prediction_inputs()?,
             coding: SignalCoding::new(&w.config, w.mulaw),
             last_input: 0,
+            tone: w
+                .config
+                .tone_aware
+                .then(|| ToneAwareSampler::new(w.meta.sample_rate, w.config.classes))
+                .transpose()
+                .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?,
             fed: false,
             kernels: Kernels::best(),
             w,
@@ -668,6 +677,9 @@ impl Sampler {
             p.reset();
         }
         self.coding.reset();
+        if let Some(t) = &mut self.tone {
+            t.reset();
+        }
         self.fed = false;
     }
 
@@ -715,7 +727,10 @@ impl Sampler {
                 if let Some(p) = &mut self.inputs {
                     p.push(c);
                 }
-                self.coding.fed(c);
+                let audio = self.coding.fed(c);
+                if let Some(t) = &mut self.tone {
+                    t.push(audio);
+                }
                 continue;
             }
             // Only the last input's prediction is ever read, so the skip
@@ -725,12 +740,22 @@ impl Sampler {
     }
 
     /// Draws the next sample at `temperature` (0 = always the most likely
-    /// class), feeds it back, and returns its audio value in [-1, 1]. Before
-    /// any input the model is first fed one sample of silence.
+    /// class), the tone-aware way if the model says so, feeds it back, and
+    /// returns its audio value in [-1, 1]. Before any input the model is
+    /// first fed one sample of silence.
     pub fn sample_next<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> f32 {
         self.feed_silence_first();
-        let target = self.draw(temperature, rng);
+        let target = match &mut self.tone {
+            Some(t) => t.draw(&self.scratch.logits, temperature, rng),
+            None => self.draw(temperature, rng),
+        };
         self.feed_target(target)
+    }
+
+    /// Whether [`sample_next`](Self::sample_next) samples the tone-aware
+    /// way (the model's option).
+    pub fn is_tone_aware(&self) -> bool {
+        self.tone.is_some()
     }
 
     /// Feeds the input class a drawn output class makes (see
@@ -821,7 +846,10 @@ impl Sampler {
     fn dispatch(&mut self, class: usize, output: bool) {
         self.fed = true;
         self.last_input = class;
-        self.coding.fed(class);
+        let audio = self.coding.fed(class);
+        if let Some(t) = &mut self.tone {
+            t.push(audio);
+        }
         if let Some(p) = &mut self.inputs {
             p.push(class);
         }

@@ -74,6 +74,10 @@ pub struct WavenetConfig {
     /// the both-stage prediction), which needs a predictor
     /// ([`crate::signal_coding`]).
     pub residual_target: bool,
+    /// Whether generation samples the tone-aware way
+    /// ([`crate::tone_sampling`]: sharper on a sustained tone, with a
+    /// floor; as at onsets and in silence). Changes nothing in training.
+    pub tone_aware: bool,
 }
 
 impl Default for WavenetConfig {
@@ -90,6 +94,7 @@ impl Default for WavenetConfig {
             predictor: None,
             pre_emphasis: false,
             residual_target: false,
+            tone_aware: false,
         }
     }
 }
@@ -242,6 +247,8 @@ struct StoredConfig {
     pre_emphasis: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     residual_target: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    tone_aware: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -261,6 +268,7 @@ impl From<WavenetConfig> for StoredConfig {
             predictor: c.predictor,
             pre_emphasis: c.pre_emphasis,
             residual_target: c.residual_target,
+            tone_aware: c.tone_aware,
         }
     }
 }
@@ -278,6 +286,7 @@ impl TryFrom<StoredConfig> for WavenetConfig {
             predictor: s.predictor,
             pre_emphasis: s.pre_emphasis,
             residual_target: s.residual_target,
+            tone_aware: s.tone_aware,
         };
         config.validate()?;
         if config.receptive_field() != s.receptive_field {

@@ -59,6 +59,7 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
         predictor: None,
         pre_emphasis: false,
         residual_target: false,
+        tone_aware: false,
     };
     let predicting = WavenetConfig {
         predictor: Some(PredictorConfig::for_rate(16_000)),

@@ -34,6 +34,7 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         predictor: None,
         pre_emphasis: false,
         residual_target: false,
+        tone_aware: false,
     }
 }
 
@@ -1135,5 +1136,47 @@ fn the_signal_likelihood_is_a_distribution_over_the_audios_classes() {
                 assert!((sampler.signal_nll(audio[t + 1]) - direct).abs() < 1e-5);
             }
         }
+    }
+}
+
+/// A model stored with tone-aware sampling samples exactly as the plain
+/// model does through [`ToneAwareSampler`], primed or not, and after a
+/// reset; the option is kept in the model file.
+#[test]
+fn the_tone_aware_option_samples_as_the_tone_aware_sampler() {
+    let plain_config = config(&[1, 2, 4, 8, 16], 8, 8, 16, 256);
+    let plain = random_model(plain_config.clone(), 21);
+    let mut option = plain.clone();
+    option.config.tone_aware = true;
+    let option = WavenetModel::from_raw(&option.to_raw().unwrap(), &Device::Cpu).unwrap();
+    assert!(option.config.tone_aware);
+    let mut inside = Sampler::from_model(&option).unwrap();
+    assert!(inside.is_tone_aware());
+    let mut outside = Sampler::from_model(&plain).unwrap();
+    assert!(!outside.is_tone_aware());
+    let mut tone = ToneAwareSampler::new(RATE, 256).unwrap();
+    let prime: Vec<f32> = (0..500).map(|i| 0.3 * (i as f32 * 0.08).sin()).collect();
+    let q = MuLaw::new(256).unwrap();
+    for round in 0..2 {
+        inside.prime(&prime);
+        outside.prime(&prime);
+        // The sampler's own tone-aware draw hears what the network hears:
+        // the primed audio as its classes decode.
+        prime.iter().for_each(|&x| tone.push(q.decode(q.encode(x))));
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(round), ChaCha8Rng::seed_from_u64(round));
+        let mut sharpened = 0;
+        for t in 0..400 {
+            sharpened += usize::from(tone.power() > 1.0);
+            let x = inside.sample_next(1.0, &mut a);
+            let y = tone.sample_next(&mut outside, 1.0, &mut b);
+            assert_eq!(x, y, "round {round} sample {t}");
+        }
+        assert!(
+            sharpened > 0,
+            "round {round}: the primed tone never sharpened a draw"
+        );
+        inside.reset();
+        outside.reset();
+        tone.reset();
     }
 }

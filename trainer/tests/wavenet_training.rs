@@ -29,6 +29,7 @@ fn tiny_config(classes: usize) -> WavenetConfig {
         predictor: None,
         pre_emphasis: false,
         residual_target: false,
+        tone_aware: false,
     }
 }
 

@@ -37,7 +37,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
     /// Tone-aware sampling (LPCNet's): sharper where the audio so far is
-    /// periodic, and never from the distribution's long tail.
+    /// periodic, and never from the distribution's long tail. Models
+    /// trained with --tone-aware always sample so.
     #[arg(long)]
     pub tone_aware: bool,
     /// Seed of the random sampling: the same seed gives the same audio.
@@ -76,7 +77,10 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     }
 
     let n = (args.seconds * f64::from(model_rate)).round() as usize;
-    let mut tone = if args.tone_aware {
+    if sampler.is_tone_aware() {
+        eprintln!("the model samples the tone-aware way (its option)");
+    }
+    let mut tone = if args.tone_aware && !sampler.is_tone_aware() {
         let mut tone = ToneAwareSampler::new(model_rate, sampler.mulaw().classes())?;
         prime.iter().flatten().for_each(|&x| tone.push(x));
         Some(tone)

@@ -115,6 +115,11 @@ pub struct TrainWavenetArgs {
     /// prediction, LPCNet's residual): needs --predictor.
     #[arg(long)]
     pub residual_target: bool,
+    /// Generate the tone-aware way (LPCNet's sharpening and floor, scaled
+    /// by the pitch predictor's gain): stored with the model, changes
+    /// nothing in training.
+    #[arg(long)]
+    pub tone_aware: bool,
     /// Noise on the training inputs against exposure bias (FFTNet): the
     /// standard deviation in µ-law classes of a rounded normal draw added
     /// to each input class, e.g. 0.5 [default: 0, none].
@@ -268,6 +273,7 @@ fn start(
     }
     net.pre_emphasis |= args.pre_emphasis;
     net.residual_target |= args.residual_target;
+    net.tone_aware |= args.tone_aware;
     if net.residual_target && net.predictor.is_none() {
         bail!("--residual-target models the signal minus the predictor's prediction: add --predictor both (or short-term)");
     }
@@ -346,6 +352,7 @@ fn resume(
         ("--predictor", args.predictor.is_some()),
         ("--pre-emphasis", args.pre_emphasis),
         ("--residual-target", args.residual_target),
+        ("--tone-aware", args.tone_aware),
         ("--input-noise", args.input_noise.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),

@@ -216,6 +216,8 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         pre_emphasis: bool,
         #[serde(default)]
         residual_target: bool,
+        #[serde(default)]
+        tone_aware: bool,
     }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -229,6 +231,7 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         predictor: a.predictor,
         pre_emphasis: a.pre_emphasis,
         residual_target: a.residual_target,
+        tone_aware: a.tone_aware,
     };
     config.validate().map_err(bad)?;
     if let Some(rf) = a.receptive_field.filter(|&rf| rf != config.receptive_field()) {

@@ -14,7 +14,9 @@
 //!   (`engine::predictor`, default for 16 kHz: order 16, pitch 2-20 ms,
 //!   refitted every 2.5 ms) alone, per sample, to set beside the sampler;
 //!   the summary also times the sampler of a model with prediction inputs
-//!   (the predictor and its embeddings inside the step).
+//!   (the predictor and its embeddings inside the step), and with every
+//!   option of issue 17 (also pre-emphasis, a residual target and
+//!   tone-aware sampling, whose pitch predictor is a second one).
 //!
 //! - the summary's last lines: the ceiling the memory sets, the AVX-512
 //!   panel products alone streaming weights held in L1 (32 KB) and in L2
@@ -219,17 +221,28 @@ fn summary() {
         &Device::Cpu,
     )
     .unwrap();
-    let mut predicting = Sampler::from_model(&predicting_model).unwrap();
-    predicting.use_kernels(Kernels::fastest());
-    predicting.prime_classes(&ctx);
-    let with_predictor = per(
-        timings(11, || {
-            for _ in 0..n {
-                black_box(predicting.sample_next(1.0, &mut rng));
-            }
-        }),
-        n,
-    );
+    // And with every option of issue 17: prediction inputs, pre-emphasis,
+    // a residual target and tone-aware sampling (a second predictor).
+    let mut all_options = predicting_model.clone();
+    all_options.config.pre_emphasis = true;
+    all_options.config.residual_target = true;
+    all_options.config.tone_aware = true;
+    let all_options = WavenetModel::from_raw(&all_options.to_raw().unwrap(), &Device::Cpu).unwrap();
+    let mut time_model = |model: &WavenetModel| {
+        let mut s = Sampler::from_model(model).unwrap();
+        s.use_kernels(Kernels::fastest());
+        s.prime_classes(&ctx);
+        per(
+            timings(11, || {
+                for _ in 0..n {
+                    black_box(s.sample_next(1.0, &mut rng));
+                }
+            }),
+            n,
+        )
+    };
+    let with_predictor = time_model(&predicting_model);
+    let with_all_options = time_model(&all_options);
     let step_only = per(
         timings(11, || {
             for i in 0..n {
@@ -289,6 +302,10 @@ fn summary() {
         (
             format!("same, with prediction inputs, {:?}", Kernels::fastest()),
             with_predictor,
+        ),
+        (
+            format!("same, with every issue-17 option, {:?}", Kernels::fastest()),
+            with_all_options,
         ),
         ("cached step only (no sampling)".to_string(), step_only),
         ("cached priming (teacher forcing)".to_string(), prime),

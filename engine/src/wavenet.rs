@@ -114,6 +114,33 @@ impl WavenetConfig {
         self.dilations.len()
     }
 
+    /// The model options of issue 17 it has, in words ("none" for the
+    /// plain WaveNet), for the editor and the command line.
+    pub fn options_text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.predictor {
+            parts.push(if p.long_term {
+                "prediction inputs (short-term and pitch)"
+            } else {
+                "prediction inputs (short-term)"
+            });
+        }
+        if self.pre_emphasis {
+            parts.push("pre-emphasis");
+        }
+        if self.residual_target {
+            parts.push("residual target");
+        }
+        if self.tone_aware {
+            parts.push("tone-aware sampling");
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// Number of prediction inputs (0 without a predictor).
     pub fn prediction_inputs(&self) -> usize {
         self.predictor

@@ -94,6 +94,7 @@ impl ModelInfo {
                 c.skip_channels
             ),
         ));
+        lines.push(("Options", c.options_text()));
         lines.push(("Training", training_text(&meta)));
         Ok(Self {
             path: path.map(String::from),
@@ -194,7 +195,38 @@ mod tests {
         let sampler = defaults::wavenet().unwrap();
         assert_eq!(line(&info, "Kind"), "wavenet");
         assert!(line(&info, "Receptive field").starts_with(&format!("{} samples", sampler.receptive_field())));
+        assert_eq!(line(&info, "Options"), "none");
         assert!(info.filters.is_none());
+    }
+
+    #[test]
+    fn a_wavenets_options_are_named() {
+        use reverie_engine::predictor::PredictorConfig;
+        use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
+        let config = WavenetConfig {
+            dilations: vec![1, 2],
+            residual_channels: 4,
+            dilation_channels: 4,
+            skip_channels: 4,
+            classes: 16,
+            predictor: Some(PredictorConfig::for_rate(16_000)),
+            pre_emphasis: true,
+            residual_target: true,
+            tone_aware: false,
+        };
+        let dir = std::env::temp_dir().join(format!("reverie-model-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.safetensors");
+        WavenetModel::init(config, 16_000, 1, &Device::Cpu)
+            .unwrap()
+            .save(&path)
+            .unwrap();
+        let info = ModelInfo::wavenet(Some(path.to_str().unwrap())).unwrap();
+        assert_eq!(
+            line(&info, "Options"),
+            "prediction inputs (short-term and pitch), pre-emphasis, residual target"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

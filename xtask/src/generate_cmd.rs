@@ -77,9 +77,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     }
 
     let n = (args.seconds * f64::from(model_rate)).round() as usize;
-    if sampler.is_tone_aware() {
-        eprintln!("the model samples the tone-aware way (its option)");
-    }
+    eprintln!("model options: {}", sampler.config().options_text());
     let mut tone = if args.tone_aware && !sampler.is_tone_aware() {
         let mut tone = ToneAwareSampler::new(model_rate, sampler.mulaw().classes())?;
         prime.iter().flatten().for_each(|&x| tone.push(x));

@@ -133,8 +133,9 @@ impl Generator {
                         GeneratorState::Generating,
                     )
                 } else {
-                    let class = self.sampler.mulaw().encode(x);
-                    self.sampler.step(class);
+                    // Heard as the model codes audio (pre-emphasis and
+                    // all), so generation takes over from the track.
+                    self.sampler.feed_audio(x);
                     (0.0, GeneratorState::Listening)
                 }
             }

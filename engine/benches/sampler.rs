@@ -27,7 +27,7 @@
 //! 16 000), multiply-adds per second and the speed-ups, all measured in the
 //! same run.
 //!
-//! Run: `cargo bench -p reverie-engine --bench sampler -- --warm-up-time 1
+//! Run: `cargo bench --workspace --bench sampler -- --warm-up-time 1
 //! --measurement-time 5`. Candle's matmul runs on rayon; this bench sets
 //! `RAYON_NUM_THREADS=1` itself before candle starts, so every line is one
 //! core.

@@ -14,6 +14,7 @@
 
 use crate::mulaw::MuLaw;
 use crate::predictor::{Predictor, PredictorConfig, PredictorError};
+use crate::wavenet::WavenetConfig;
 
 /// The most prediction inputs a network has (short-term, and both stages).
 pub const MAX_INPUTS: usize = 2;
@@ -65,6 +66,11 @@ impl PredictionInputs {
         };
         inputs.reset();
         Ok(inputs)
+    }
+
+    /// The inputs `config`'s model has (none without a predictor).
+    pub fn of_model(config: &WavenetConfig, mulaw: MuLaw) -> Result<Option<Self>, PredictorError> {
+        config.predictor.map(|p| Self::new(p, mulaw)).transpose()
     }
 
     /// How many classes [`classes`](Self::classes) gives.

@@ -494,10 +494,7 @@ impl Weights {
 
     /// The running prediction inputs the model needs, if any.
     fn prediction_inputs(&self) -> Result<Option<PredictionInputs>, ModelFileError> {
-        self.config
-            .predictor
-            .map(|p| PredictionInputs::new(p, self.mulaw))
-            .transpose()
+        PredictionInputs::of_model(&self.config, self.mulaw)
             .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))
     }
 

@@ -147,7 +147,8 @@ impl Task for Wavenet {
                     data,
                     mulaw,
                     &mut SignalCoding::new(&model.config, mulaw),
-                    prediction_inputs(model, mulaw)?,
+                    PredictionInputs::of_model(&model.config, mulaw)
+                        .map_err(|e| TrainError::BadConfig(e.to_string()))?,
                 ),
                 train_chunks,
                 val_chunks: spread(&all_val, config.val_chunks),
@@ -476,16 +477,6 @@ fn scored_loss(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Resu
     let (b, t, classes) = logits.dims3()?;
     debug_assert_eq!(t, len);
     candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, &batch.targets)
-}
-
-/// The predictor behind the model's prediction inputs, if it has them.
-fn prediction_inputs(model: &WavenetModel, mulaw: MuLaw) -> Result<Option<PredictionInputs>, TrainError> {
-    model
-        .config
-        .predictor
-        .map(|p| PredictionInputs::new(p, mulaw))
-        .transpose()
-        .map_err(|e| TrainError::BadConfig(e.to_string()))
 }
 
 /// The metrics history as CSV, header included (NaN cells left empty). A

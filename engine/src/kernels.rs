@@ -60,12 +60,25 @@ pub unsafe fn panel_product_avx512(x: &[f32], panel: &[f32], acc: [f32; PANEL]) 
             s[1] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w.add(16)), s[1]);
             row += 1;
         }
-        let low = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
-        let high = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
+        sum_into(&s, &mut out);
+    }
+    out
+}
+
+/// The eight running sums of a panel product into `out`: the even ones
+/// are the panel's first 16 columns, the odd ones its last 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sum_into(s: &[std::arch::x86_64::__m512; 8], out: &mut [f32; PANEL]) {
+    use std::arch::x86_64::*;
+    let low = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
+    let high = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
+    // SAFETY: `out` holds 32 floats, two stores of 16.
+    unsafe {
         _mm512_storeu_ps(out.as_mut_ptr(), low);
         _mm512_storeu_ps(out.as_mut_ptr().add(16), high);
     }
-    out
 }
 
 /// `acc + x · panel` for one panel of bfloat16 weights, with AVX-512F.
@@ -139,10 +152,7 @@ pub unsafe fn panel_product_avx512_bf16(x: &[f32], panel: &[u32], acc: [f32; PAN
             s[3] = _mm512_fmadd_ps(x1, lower!(v1), s[3]);
             pair += 1;
         }
-        let low = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
-        let high = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
-        _mm512_storeu_ps(out.as_mut_ptr(), low);
-        _mm512_storeu_ps(out.as_mut_ptr().add(16), high);
+        sum_into(&s, &mut out);
     }
     out
 }

@@ -426,8 +426,6 @@ struct Weights {
     head2: Packed,
     head2_b: Vec<f32>,
     mulaw: MuLaw,
-    /// The audio value of every class.
-    decoded: Vec<f32>,
 }
 
 impl Weights {
@@ -468,7 +466,6 @@ impl Weights {
             head1_b: net.head1_b.0.to_vec(),
             head2: packed(net.head2_w),
             head2_b: net.head2_b.0.to_vec(),
-            decoded: (0..c).map(|k| mulaw.decode(k)).collect(),
             mulaw,
             config,
         })
@@ -795,7 +792,7 @@ impl Sampler {
     /// [`crate::tone_sampling`]'s).
     pub fn sample_next_with(&mut self, draw: impl FnOnce(&[f32]) -> usize) -> f32 {
         self.feed_silence_first();
-        let target = draw(&self.scratch.logits).min(self.w.decoded.len() - 1);
+        let target = draw(&self.scratch.logits).min(self.w.config.classes - 1);
         self.feed_target(target)
     }
 

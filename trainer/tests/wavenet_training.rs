@@ -37,19 +37,21 @@ fn tiny_model(classes: usize, seed: u64) -> WavenetModel {
     WavenetModel::init(tiny_config(classes), RATE, seed, &Device::Cpu).unwrap()
 }
 
-/// A few sine tones (a fundamental and a weaker octave), 0.25 s each.
-fn tones(freqs: &[f32]) -> Vec<Vec<f32>> {
+/// 0.25 s of `wave(phase)` at each of `freqs`.
+fn periodic(freqs: &[f32], wave: fn(f32) -> f32) -> Vec<Vec<f32>> {
     freqs
         .iter()
         .map(|&f| {
             (0..2000)
-                .map(|n| {
-                    let w = std::f32::consts::TAU * f * n as f32 / RATE as f32;
-                    0.5 * w.sin() + 0.2 * (2.0 * w).sin()
-                })
+                .map(|n| wave(std::f32::consts::TAU * f * n as f32 / RATE as f32))
                 .collect()
         })
         .collect()
+}
+
+/// A few sine tones (a fundamental and a weaker octave), 0.25 s each.
+fn tones(freqs: &[f32]) -> Vec<Vec<f32>> {
+    periodic(freqs, |w| 0.5 * w.sin() + 0.2 * (2.0 * w).sin())
 }
 
 fn tone_data() -> WavenetData {
@@ -525,19 +527,11 @@ fn a_checkpoint_of_the_earlier_trainer_resumes() {
 /// receptive field: only a predictor that looks a period back can know
 /// what comes next.
 fn bright_tones(freqs: &[f32]) -> Vec<Vec<f32>> {
-    freqs
-        .iter()
-        .map(|&f| {
-            (0..2000)
-                .map(|n| {
-                    let w = std::f32::consts::TAU * f * n as f32 / RATE as f32;
-                    (1..=8)
-                        .map(|h| 0.3 * ((h as f32) * w + 0.7 * (h * h) as f32).sin() / h as f32)
-                        .sum::<f32>()
-                })
-                .collect()
-        })
-        .collect()
+    periodic(freqs, |w| {
+        (1..=8)
+            .map(|h| 0.3 * ((h as f32) * w + 0.7 * (h * h) as f32).sin() / h as f32)
+            .sum()
+    })
 }
 
 /// Trained the same way from the same start, the network with the pitch

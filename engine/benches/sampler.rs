@@ -143,6 +143,7 @@ fn predictor_cost(c: &mut Criterion) {
 fn builds() -> Vec<Kernels> {
     let mut all = vec![Kernels::fastest()];
     for k in [
+        Kernels::Avx512Int8,
         Kernels::Avx512Bf16,
         Kernels::Avx512,
         Kernels::Avx2,
@@ -345,7 +346,10 @@ fn summary() {
 /// multiply-adds per second and weight bytes per second.
 #[cfg(target_arch = "x86_64")]
 fn stream_ceiling() {
-    use reverie_engine::kernels::{bf16_pair, panel_product_avx512, panel_product_avx512_bf16, PANEL};
+    use reverie_engine::kernels::{
+        bf16_pair, has_avx512_vnni, int8_quad, panel_product_avx512, panel_product_avx512_bf16,
+        panel_product_avx512_int8, quantise_activations, CacheAligned, PANEL,
+    };
     if !Kernels::Avx512.available() {
         return;
     }
@@ -354,6 +358,7 @@ fn stream_ceiling() {
     println!("  AVX-512 panel products alone (64-row panels), the memory's ceiling:");
     for (place, bytes) in [("L1", 32 << 10), ("L2", 232_448 * 4)] {
         let panels = bytes / 4 / (ROWS * PANEL);
+        // On cache lines, as the sampler keeps its panels.
         let w: Vec<f32> = (0..panels * ROWS * PANEL)
             .map(|i| (i as f32 * 0.01).cos())
             .collect();
@@ -361,6 +366,17 @@ fn stream_ceiling() {
             .chunks_exact(2 * PANEL)
             .flat_map(|r| (0..PANEL).map(move |l| bf16_pair(r[l], r[PANEL + l])))
             .collect();
+        let octets: Vec<u32> = w
+            .chunks_exact(4 * PANEL)
+            .flat_map(|r| {
+                (0..PANEL).map(move |l| int8_quad(std::array::from_fn(|j| (r[j * PANEL + l] * 127.0) as i8)))
+            })
+            .collect();
+        let (w, half, octets) = (
+            CacheAligned::from_slice(&w),
+            CacheAligned::from_slice(&half),
+            CacheAligned::from_slice(&octets),
+        );
         let macs = (panels * ROWS * PANEL) as f64;
         let reps = 2_000_000_000 / (panels * ROWS * PANEL);
         let mut acc = [0.0f32; PANEL];
@@ -382,10 +398,31 @@ fn stream_ceiling() {
             }
         })
         .0;
+        let int8 = has_avx512_vnni().then(|| {
+            let mut quads = [0u32; ROWS / 4];
+            let mut sums = [0i32; PANEL];
+            let t = timings(5, || {
+                for _ in 0..reps {
+                    // SAFETY: VNNI checked; quads holds the rows, each
+                    // panel ROWS / 4 x PANEL quads. Quantised per product,
+                    // as the sampler does.
+                    unsafe { quantise_activations(black_box(&x), &mut quads) };
+                    for p in octets.chunks_exact(ROWS / 4 * PANEL) {
+                        sums = unsafe { panel_product_avx512_int8(&quads, p, black_box(sums)) };
+                    }
+                }
+            })
+            .0;
+            black_box(sums);
+            t
+        });
         black_box(acc);
         let n = reps as f64 * macs;
+        let int8 = int8.map_or_else(String::new, |t| {
+            format!("; 8-bit {:.1} GMAC/s = {:.0} GB/s", n / t / 1e9, n / t / 1e9)
+        });
         println!(
-            "    weights in {place} ({} KB of f32): f32 {:.1} GMAC/s = {:.0} GB/s; bfloat16 {:.1} GMAC/s = {:.0} GB/s",
+            "    weights in {place} ({} KB of f32): f32 {:.1} GMAC/s = {:.0} GB/s; bfloat16 {:.1} GMAC/s = {:.0} GB/s{int8}",
             bytes >> 10,
             n / f32_t / 1e9,
             4.0 * n / f32_t / 1e9,

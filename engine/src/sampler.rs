@@ -11,8 +11,9 @@
 //! product streams memory in order and keeps its running sums in vector
 //! registers; on x86-64 with AVX2 and FMA (checked at run time) the whole
 //! step is compiled for those instructions, and with AVX-512 its products
-//! run [`crate::kernels`]' (on f32 weights, or on bfloat16 copies of them
-//! for generation: see [`Kernels::Avx512Bf16`]).
+//! run [`crate::kernels`]' (on f32 weights, or for generation on bfloat16
+//! or 8-bit copies of them: see [`Kernels::Avx512Bf16`] and
+//! [`Kernels::Avx512Int8`]).
 //!
 //! [`NaiveSampler`] is the reference the cached sampler is measured and
 //! tested against: it recomputes every layer over the receptive field for
@@ -26,6 +27,7 @@ use std::path::Path;
 
 use rand::Rng;
 
+use crate::kernels::CacheAligned;
 use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
 use crate::prediction_inputs::{PredictionInputs, MAX_INPUTS};
@@ -43,11 +45,13 @@ const PORTABLE_FMA: bool = cfg!(target_feature = "fma") || cfg!(target_arch = "a
 
 /// Kernel levels, the const parameter `K` of the step's functions: plain
 /// multiply-adds, fused ones (AVX2 and FMA, or a portable build with FMA),
-/// AVX-512 matrix-vector products on top, and those with bfloat16 weights.
+/// AVX-512 matrix-vector products on top, those with bfloat16 weights, and
+/// those with 8-bit weights and activations.
 const PLAIN: u8 = 0;
 const FUSED: u8 = 1;
 const WIDE: u8 = 2;
 const WIDE_BF16: u8 = 3;
+const WIDE_INT8: u8 = 4;
 /// The level of the portable build.
 const PORTABLE: u8 = if PORTABLE_FMA { FUSED } else { PLAIN };
 
@@ -69,17 +73,26 @@ pub enum Kernels {
     /// performance of the same kind of sound. For generation; scoring
     /// ([`crate::likelihood`]) keeps the f32 weights.
     Avx512Bf16,
+    /// AVX-512 VNNI products on 8-bit integers: each weight column scaled
+    /// to signed bytes, each product's activations to 255 levels of their
+    /// largest magnitude, summed exactly in integers and scaled back, which
+    /// streams a quarter of the f32 weights' bytes per sample. The
+    /// activations' rounding (a level is 1/127 of the largest) moves the
+    /// logits more than bfloat16 does; [`crate::kernels::MAX_INT8_ROWS`]
+    /// bounds the products done so (larger ones run on bfloat16). For
+    /// generation; scoring keeps the f32 weights.
+    Avx512Int8,
 }
 
 impl Kernels {
-    /// The fastest this CPU runs, for generation: [`best`](Self::best), or
-    /// with bfloat16 weights where it has AVX-512.
+    /// The fastest this CPU runs, for generation: the 8-bit kernels where
+    /// it has AVX-512 VNNI, else bfloat16 weights where it has AVX-512,
+    /// else [`best`](Self::best).
     pub fn fastest() -> Self {
-        if Kernels::Avx512Bf16.available() {
-            Kernels::Avx512Bf16
-        } else {
-            Self::best()
-        }
+        [Kernels::Avx512Int8, Kernels::Avx512Bf16]
+            .into_iter()
+            .find(|k| k.available())
+            .unwrap_or_else(Self::best)
     }
 
     /// The best this CPU runs with the model's f32 weights as they are.
@@ -99,6 +112,7 @@ impl Kernels {
             Kernels::Portable => true,
             Kernels::Avx2 => detect_fma(),
             Kernels::Avx512 | Kernels::Avx512Bf16 => crate::kernels::has_avx512() && detect_fma(),
+            Kernels::Avx512Int8 => crate::kernels::has_avx512_vnni() && detect_fma(),
         }
     }
 }
@@ -107,13 +121,24 @@ impl Kernels {
 /// columns: panel `p` holds, input row by input row, the weights of columns
 /// `p * PANEL ..`, contiguous, zero-padded at the right edge. The same
 /// panels in bfloat16 sit beside them, rows in pairs
-/// ([`crate::kernels::panel_product_avx512_bf16`]'s layout).
+/// ([`crate::kernels::panel_product_avx512_bf16`]'s layout). A row of a
+/// panel is two whole cache lines in f32 (a pair of rows in bfloat16), and
+/// every panel starts on a line.
 #[derive(Debug, Clone)]
 struct Packed {
     rows: usize,
     cols: usize,
-    data: Vec<f32>,
-    bf16: Vec<u32>,
+    data: CacheAligned<f32>,
+    bf16: CacheAligned<u32>,
+    /// The panels in signed bytes, rows in quads
+    /// ([`crate::kernels::panel_product_avx512_int8`]'s layout), each
+    /// column scaled by its own step.
+    int8: CacheAligned<u32>,
+    /// Each (padded) column's step between byte levels.
+    int8_step: Vec<f32>,
+    /// 128 times each column's byte weight sum: what the activations'
+    /// offset adds to the integer sums.
+    int8_offset: Vec<i32>,
 }
 
 impl Packed {
@@ -139,11 +164,15 @@ impl Packed {
                 );
             }
         }
+        let (int8, int8_step, int8_offset) = int8_panels(&data, rows);
         Self {
             rows,
             cols,
-            data,
-            bf16,
+            data: CacheAligned::from_slice(&data),
+            bf16: CacheAligned::from_slice(&bf16),
+            int8: CacheAligned::from_slice(&int8),
+            int8_step,
+            int8_offset,
         }
     }
 
@@ -151,42 +180,93 @@ impl Packed {
         self.cols.div_ceil(PANEL)
     }
 
-    /// `out += x · W` for `x` of `rows` and `out` of `cols` floats.
+    /// `out += x · W` for `x` of `rows` and `out` of `cols` floats;
+    /// `spare` holds the 8-bit level's activations (a quarter of `rows`,
+    /// rounded up).
     #[inline(always)]
-    fn matvec_acc<const K: u8>(&self, x: &[f32], out: &mut [f32]) {
+    fn matvec_acc<const K: u8>(&self, x: &[f32], out: &mut [f32], spare: &mut [u32]) {
         debug_assert_eq!(x.len(), self.rows);
         debug_assert_eq!(out.len(), self.cols);
+        // The 8-bit level quantises the activations once for all panels
+        // (its products too large for its integer sums run on bfloat16).
+        let int8 = K == WIDE_INT8 && self.rows <= crate::kernels::MAX_INT8_ROWS;
+        let quads = &mut spare[..if int8 { self.rows.div_ceil(4) } else { 0 }];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: level WIDE_INT8 runs only in functions the CPU was checked
+        // to support AVX-512F, BW and VNNI for; `quads` holds the rows.
+        let step = if int8 {
+            unsafe { crate::kernels::quantise_activations(x, quads) }
+        } else {
+            0.0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let step = 0.0;
+        let quads = &*quads;
         for p in 0..self.panels() {
             let start = p * PANEL;
             if let Some(o) = out.get_mut(start..start + PANEL) {
                 // Fixed size: the sums move straight into registers, with no
                 // copy through a temporary.
                 let full: &mut [f32; PANEL] = o.try_into().expect("PANEL long");
-                *full = self.panel_with::<K>(p, x, *full);
+                *full = self.panel_with::<K>(p, x, (quads, step), *full);
             } else {
                 let width = self.cols - start;
                 let mut acc = [0.0f32; PANEL];
                 acc[..width].copy_from_slice(&out[start..]);
-                let acc = self.panel_with::<K>(p, x, acc);
+                let acc = self.panel_with::<K>(p, x, (quads, step), acc);
                 out[start..].copy_from_slice(&acc[..width]);
             }
         }
     }
 
-    /// `acc + x · panel p` with the level's kernel and weight format.
+    /// `acc + x · panel p` on the 8-bit panels, `x` quantised to `quads`
+    /// with levels `step` apart: the exact integer sums, less the
+    /// activations' offset, scaled back to f32.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn panel_with<const K: u8>(&self, p: usize, x: &[f32], acc: [f32; PANEL]) -> [f32; PANEL] {
+    fn int8_panel(&self, p: usize, quads: &[u32], step: f32, acc: [f32; PANEL]) -> [f32; PANEL] {
+        let len = quads.len() * PANEL;
+        // SAFETY: as in `matvec_acc`; the panel holds `quads.len() * PANEL`.
+        let sums = unsafe {
+            crate::kernels::panel_product_avx512_int8(quads, &self.int8[p * len..][..len], [0; PANEL])
+        };
+        let steps: &[f32; PANEL] = self.int8_step[p * PANEL..][..PANEL]
+            .try_into()
+            .expect("PANEL long");
+        let offsets: &[i32; PANEL] = self.int8_offset[p * PANEL..][..PANEL]
+            .try_into()
+            .expect("PANEL long");
+        std::array::from_fn(|l| acc[l] + step * steps[l] * (sums[l] - offsets[l]) as f32)
+    }
+
+    /// `acc + x · panel p` with the level's kernel and weight format; the
+    /// 8-bit level takes `x` quantised (the quads and their step; no quads
+    /// where the product runs on bfloat16).
+    #[inline(always)]
+    fn panel_with<const K: u8>(
+        &self,
+        p: usize,
+        x: &[f32],
+        quantised: (&[u32], f32),
+        acc: [f32; PANEL],
+    ) -> [f32; PANEL] {
         let f32_panel = &self.data[p * self.rows * PANEL..][..self.rows * PANEL];
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = quantised;
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: levels WIDE and WIDE_BF16 run only in functions the
+            if K == WIDE_INT8 && !quantised.0.is_empty() {
+                return self.int8_panel(p, quantised.0, quantised.1, acc);
+            }
+            // SAFETY: levels WIDE and up run only in functions the
             // CPU was checked to support AVX-512F for (see
             // `Kernels::available`); the panels have the sizes the kernels
             // read.
             if K == WIDE {
                 return unsafe { crate::kernels::panel_product_avx512(x, f32_panel, acc) };
             }
-            if K == WIDE_BF16 {
+            // The 8-bit level's products too large for its integer sums.
+            if K == WIDE_BF16 || K == WIDE_INT8 {
                 let len = self.rows.div_ceil(2) * PANEL;
                 let panel = &self.bf16[p * len..][..len];
                 return unsafe { crate::kernels::panel_product_avx512_bf16(x, panel, acc) };
@@ -231,6 +311,40 @@ fn panel_product<const K: u8>(x: &[f32], panel: &[f32], acc: [f32; PANEL]) -> [f
         a0[l] += a1[l];
     }
     a0
+}
+
+/// The 8-bit panels of f32 panels of `rows` rows (see [`Packed::int8`]):
+/// each column's weights rounded to the nearest of 255 levels spanning its
+/// largest magnitude; with each column's step and offset.
+fn int8_panels(data: &[f32], rows: usize) -> (Vec<u32>, Vec<f32>, Vec<i32>) {
+    let quads = rows.div_ceil(4);
+    let (mut int8, mut steps, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+    for panel in data.chunks_exact(rows * PANEL) {
+        let column = |l: usize| (0..rows).map(move |r| panel[r * PANEL + l]);
+        let step: [f32; PANEL] =
+            std::array::from_fn(|l| column(l).fold(0.0f32, |m, w| m.max(w.abs())) / 127.0);
+        let level = |r: usize, l: usize| match panel.get(r * PANEL + l) {
+            Some(&w) if r < rows && step[l] > 0.0 => (w / step[l]).round().clamp(-127.0, 127.0) as i8,
+            _ => 0,
+        };
+        for q in 0..quads {
+            int8.extend(
+                (0..PANEL).map(|l| crate::kernels::int8_quad(std::array::from_fn(|j| level(4 * q + j, l)))),
+            );
+        }
+        steps.extend(step);
+        offsets.extend((0..PANEL).map(|l| 128 * (0..rows).map(|r| i32::from(level(r, l))).sum::<i32>()));
+    }
+    (int8, steps, offsets)
+}
+
+/// The most input rows any of the network's products has.
+fn most_rows(c: &WavenetConfig) -> usize {
+    let d = c.dilation_channels;
+    (2 * c.residual_channels)
+        .max(d)
+        .max(c.num_layers() * d)
+        .max(c.skip_channels)
 }
 
 /// `e^x` to about 1e-7 relative error, branch-free so loops over it
@@ -398,9 +512,9 @@ impl LayerWeights {
     /// The gated activation `a` of the layer for the inputs `x2 = [past,
     /// current]`, with `z` as scratch.
     #[inline(always)]
-    fn activate<const K: u8>(&self, x2: &[f32], z: &mut [f32], a: &mut [f32]) {
+    fn activate<const K: u8>(&self, x2: &[f32], z: &mut [f32], a: &mut [f32], spare: &mut [u32]) {
         z.copy_from_slice(&self.filter_gate_b);
-        self.filter_gate.matvec_acc::<K>(x2, z);
+        self.filter_gate.matvec_acc::<K>(x2, z, spare);
         gate::<K>(z, a);
     }
 }
@@ -499,19 +613,20 @@ impl Weights {
     /// outputs, then ReLU, 1x1, ReLU, 1x1.
     #[inline(always)]
     fn head<const K: u8>(&self, s: &mut Scratch) {
-        let (acts, skip, hidden, logits) = (&s.acts, &mut s.skip, &mut s.hidden, &mut s.logits);
+        let (acts, skip, hidden, logits, spare) =
+            (&s.acts, &mut s.skip, &mut s.hidden, &mut s.logits, &mut s.spare);
         skip.copy_from_slice(&self.skip_bias);
-        self.skip.matvec_acc::<K>(acts, skip);
+        self.skip.matvec_acc::<K>(acts, skip, spare);
         for v in skip.iter_mut() {
             *v = v.max(0.0);
         }
         hidden.copy_from_slice(&self.head1_b);
-        self.head1.matvec_acc::<K>(skip, hidden);
+        self.head1.matvec_acc::<K>(skip, hidden, spare);
         for v in hidden.iter_mut() {
             *v = v.max(0.0);
         }
         logits.copy_from_slice(&self.head2_b);
-        self.head2.matvec_acc::<K>(hidden, logits);
+        self.head2.matvec_acc::<K>(hidden, logits, spare);
     }
 }
 
@@ -529,6 +644,8 @@ struct Scratch {
     hidden: Vec<f32>,
     logits: Vec<f32>,
     probs: Vec<f32>,
+    /// The 8-bit level's activations of one product, four rows a value.
+    spare: Vec<u32>,
 }
 
 impl Scratch {
@@ -542,6 +659,7 @@ impl Scratch {
             hidden: vec![0.0; c.skip_channels],
             logits: vec![0.0; c.classes],
             probs: vec![0.0; c.classes],
+            spare: vec![0; most_rows(c).div_ceil(4)],
         }
     }
 }
@@ -853,6 +971,7 @@ impl Sampler {
         match self.kernels {
             Kernels::Avx512 => return unsafe { self.step_avx512(class, output) },
             Kernels::Avx512Bf16 => return unsafe { self.step_avx512_bf16(class, output) },
+            Kernels::Avx512Int8 => return unsafe { self.step_avx512_int8(class, output) },
             Kernels::Avx2 => return unsafe { self.step_fma(class, output) },
             Kernels::Portable => {}
         }
@@ -877,6 +996,12 @@ impl Sampler {
         self.step_impl::<WIDE_BF16>(class, output);
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn step_avx512_int8(&mut self, class: usize, output: bool) {
+        self.step_impl::<WIDE_INT8>(class, output);
+    }
+
     /// One pass through the layers. With `output` false only the residual
     /// stream and the queues advance (teacher forcing).
     #[inline(always)]
@@ -899,13 +1024,13 @@ impl Sampler {
             self.queue_pos[i] = if pos + 1 == layer.dilation { 0 } else { pos + 1 };
 
             let a = &mut s.acts[i * d..(i + 1) * d];
-            layer.activate::<K>(&s.x2, &mut s.z, a);
+            layer.activate::<K>(&s.x2, &mut s.z, a, &mut s.spare);
             if let Some((res, bias)) = &layer.residual {
                 let now = &mut s.x2[r..];
                 for (h, b) in now.iter_mut().zip(bias) {
                     *h += b;
                 }
-                res.matvec_acc::<K>(a, now);
+                res.matvec_acc::<K>(a, now, &mut s.spare);
             }
         }
         if output {
@@ -1038,6 +1163,7 @@ impl NaiveSampler {
         match self.kernels {
             Kernels::Avx512 => unsafe { self.step_avx512() },
             Kernels::Avx512Bf16 => unsafe { self.step_avx512_bf16() },
+            Kernels::Avx512Int8 => unsafe { self.step_avx512_int8() },
             Kernels::Avx2 => unsafe { self.step_fma() },
             Kernels::Portable => self.step_impl::<PORTABLE>(),
         }
@@ -1054,6 +1180,12 @@ impl NaiveSampler {
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn step_avx512_bf16(&mut self) {
         self.step_impl::<WIDE_BF16>();
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn step_avx512_int8(&mut self) {
+        self.step_impl::<WIDE_INT8>();
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1092,13 +1224,13 @@ impl NaiveSampler {
                 } else {
                     &mut s.a[..]
                 };
-                layer.activate::<K>(&s.x2, &mut s.z, a);
+                layer.activate::<K>(&s.x2, &mut s.z, a, &mut s.spare);
                 if let Some((res, bias)) = &layer.residual {
                     let row = &mut self.window[j * r..(j + 1) * r];
                     for (h, b) in row.iter_mut().zip(bias) {
                         *h += b;
                     }
-                    res.matvec_acc::<K>(a, row);
+                    res.matvec_acc::<K>(a, row, &mut s.spare);
                 }
             }
         }

@@ -594,6 +594,57 @@ impl WavenetModel {
         Model::new(config, net, UNTRAINED_NAME, sample_rate, Vec::new())
     }
 
+    /// A network for `config` that starts from a trained model's weights
+    /// (for comparing model options from one start, issue 17): every tensor
+    /// of `from` is copied, and the prediction embeddings it lacks start at
+    /// zero, so until training moves them the new network computes exactly
+    /// what `from` does. The layers, channels and classes must be the
+    /// same; the options (predictor, coding, sampling) may differ.
+    pub fn warm_start(from: &WavenetModel, config: WavenetConfig) -> Result<Self, ModelFileError> {
+        config.validate().map_err(ModelFileError::InvalidConfig)?;
+        let c = &from.config;
+        if (
+            &c.dilations,
+            c.residual_channels,
+            c.dilation_channels,
+            c.skip_channels,
+            c.classes,
+        ) != (
+            &config.dilations,
+            config.residual_channels,
+            config.dilation_channels,
+            config.skip_channels,
+            config.classes,
+        ) {
+            return Err(ModelFileError::InvalidConfig(format!(
+                "a warm start needs the trained model's layers: dilations {:?}, {}/{}/{} channels, {} classes",
+                c.dilations, c.residual_channels, c.dilation_channels, c.skip_channels, c.classes
+            )));
+        }
+        let trained: std::collections::HashMap<String, &Tensor> = from
+            .net
+            .named()
+            .into_iter()
+            .map(|(name, _, t)| (name, t))
+            .collect();
+        let device = from.net.embedding.device();
+        let net = config
+            .shapes()
+            .try_map(|name, _, shape| match trained.get(name) {
+                Some(t) if t.dims() == shape.as_slice() => Ok((*t).clone()),
+                Some(t) => Err(ModelFileError::WrongShape {
+                    name: name.to_string(),
+                    expected: shape.clone(),
+                    found: t.dims().to_vec(),
+                }),
+                None if PREDICTION_EMBEDDING_NAMES.contains(&name) => {
+                    Ok(Tensor::zeros(shape.as_slice(), DType::F32, device)?)
+                }
+                None => Err(ModelFileError::MissingTensor(name.to_string())),
+            })?;
+        Model::new(config, net, &from.meta.name, from.meta.sample_rate, Vec::new())
+    }
+
     /// Samples of context each prediction sees.
     pub fn receptive_field(&self) -> usize {
         self.config.receptive_field()

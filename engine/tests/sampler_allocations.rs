@@ -74,6 +74,7 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
             Kernels::Avx2,
             Kernels::Avx512,
             Kernels::Avx512Bf16,
+            Kernels::Avx512Int8,
         ] {
             let mut sampler = Sampler::from_model(&model).unwrap();
             if !sampler.use_kernels(kernels) {

@@ -289,6 +289,7 @@ fn sampler_logits_match_candle_at_every_step() {
                 eprintln!("config {k} seed {seed} {kernels:?}: max |sampler - candle| = {worst:.2e}");
             }
             bf16_sampler_matches_candle_on_rounded_weights(k, &model, &seq, &expected);
+            int8_sampler_stays_near_candle(k, &model, &seq, &expected);
         }
     }
 }
@@ -324,6 +325,30 @@ fn bf16_sampler_matches_candle_on_rounded_weights(
         "config {k}: bf16 moved the logits {moved} (spread {spread})"
     );
     eprintln!("config {k} bf16: max |sampler - rounded candle| = {worst:.2e}, vs f32 weights {moved:.2e}");
+}
+
+/// The 8-bit kernels (exact integer products, tested in the engine's
+/// kernels) stay near the f32 model's logits at every step: their rounding
+/// of weights and activations moves the logits, but by far less than the
+/// input moves them.
+fn int8_sampler_stays_near_candle(k: usize, model: &WavenetModel, seq: &[usize], expected_f32: &[Vec<f32>]) {
+    let mut sampler = Sampler::from_model(model).unwrap();
+    if !sampler.use_kernels(Kernels::Avx512Int8) {
+        eprintln!("config {k}: this CPU cannot run the 8-bit kernels");
+        return;
+    }
+    let (mut moved, mut spread) = (0.0f32, 0.0f32);
+    for (t, &c) in seq.iter().enumerate() {
+        let got = sampler.step(c);
+        moved = moved.max(max_abs_diff(got, &expected_f32[t]));
+        spread = spread.max(max_abs_diff(&expected_f32[t], &expected_f32[0]));
+    }
+    eprintln!("config {k} int8: max |sampler - candle| = {moved:.2e} (spread {spread:.2e})");
+    assert!(moved > 0.0, "config {k}: the 8-bit kernels changed nothing");
+    assert!(
+        moved < 0.1 * spread,
+        "config {k}: int8 moved the logits {moved} (spread {spread})"
+    );
 }
 
 #[test]
@@ -989,13 +1014,8 @@ fn the_default_model_builds_and_runs() {
 /// logits are extreme). The rounding moves each sample's likelihood by
 /// about a percent either way, and the average by far less.
 #[test]
-fn bf16_weights_hardly_move_the_built_in_models_likelihood() {
+fn reduced_precision_hardly_moves_the_built_in_models_likelihood() {
     let mut exact = reverie_engine::defaults::wavenet().unwrap();
-    let mut fast = exact.clone();
-    if !fast.use_kernels(Kernels::Avx512Bf16) {
-        eprintln!("skipped: this CPU cannot run the bfloat16 kernels");
-        return;
-    }
     let q = exact.mulaw();
     let rate = exact.sample_rate() as f32;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -1014,25 +1034,43 @@ fn bf16_weights_hardly_move_the_built_in_models_likelihood() {
             q.encode(env * x)
         })
         .collect();
-    for (what, classes) in [("its own generation", generated), ("a synthetic tone", tone)] {
-        let a = sequence_nll(&mut exact, &classes);
-        let b = sequence_nll(&mut fast, &classes);
-        let n = a.len() as f64;
-        let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let mean_abs: f64 = a
-            .iter()
-            .zip(&b)
-            .map(|(&x, &y)| f64::from(x - y).abs())
-            .sum::<f64>()
-            / n;
-        eprintln!(
-            "built-in model, {what}: NLL f32 {:.4}, bf16 {:.4}, mean |difference| {mean_abs:.2e} nats",
-            mean(&a),
-            mean(&b)
-        );
-        assert!(mean_abs > 0.0, "the bfloat16 kernels did not run");
-        assert!(mean_abs < 0.01 * mean(&a), "{what}: {mean_abs}");
-        assert!((mean(&a) - mean(&b)).abs() < 0.002 * mean(&a), "{what}");
+    // (kernels, bound on the mean |difference| per sample, bound on the
+    // difference of the means), both relative to the f32 model's NLL.
+    for (kernels, per_sample, of_mean) in [
+        (Kernels::Avx512Bf16, 0.01, 0.002),
+        (Kernels::Avx512Int8, 0.08, 0.01),
+    ] {
+        let mut fast = exact.clone();
+        if !fast.use_kernels(kernels) {
+            eprintln!("skipped: this CPU cannot run {kernels:?}");
+            continue;
+        }
+        for (what, classes) in [("its own generation", &generated), ("a synthetic tone", &tone)] {
+            let a = sequence_nll(&mut exact, classes);
+            let b = sequence_nll(&mut fast, classes);
+            let n = a.len() as f64;
+            let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+            let mean_abs: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| f64::from(x - y).abs())
+                .sum::<f64>()
+                / n;
+            eprintln!(
+                "built-in model, {what}: NLL f32 {:.4}, {kernels:?} {:.4}, mean |difference| {mean_abs:.2e} nats",
+                mean(&a),
+                mean(&b)
+            );
+            assert!(mean_abs > 0.0, "{kernels:?} did not run");
+            assert!(
+                mean_abs < per_sample * mean(&a),
+                "{kernels:?}, {what}: {mean_abs}"
+            );
+            assert!(
+                (mean(&a) - mean(&b)).abs() < of_mean * mean(&a),
+                "{kernels:?}, {what}"
+            );
+        }
     }
 }
 
@@ -1178,5 +1216,43 @@ fn the_tone_aware_option_samples_as_the_tone_aware_sampler() {
         inside.reset();
         outside.reset();
         tone.reset();
+    }
+}
+
+/// A warm start with prediction inputs computes what the trained model did
+/// (its new embeddings are zero) and still learns them: the embeddings are
+/// trainable tensors of the new model. A different architecture is refused.
+#[test]
+fn a_warm_start_begins_exactly_where_its_model_was() {
+    let plain = random_model(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 256), 31);
+    let options = WavenetConfig {
+        tone_aware: true,
+        ..with_predictor(plain.config.clone(), true)
+    };
+    let warm = WavenetModel::warm_start(&plain, options.clone()).unwrap();
+    assert_eq!(warm.config, options);
+    assert_eq!(warm.net.prediction_embeddings.len(), 2);
+    let classes = random_classes(300, 256, 32);
+    let before = candle_logits(&plain, &classes);
+    let after = candle_logits(&warm, &classes);
+    for (a, b) in before.iter().zip(&after) {
+        assert!(max_abs_diff(a, b) < 1e-5, "{}", max_abs_diff(a, b));
+    }
+    // The copied tensors are the trained model's, not fresh draws.
+    let fresh = WavenetModel::init(options, RATE, 31, &Device::Cpu).unwrap();
+    let trained: Vec<f32> = plain.net.head2_w.flatten_all().unwrap().to_vec1().unwrap();
+    let warm_head: Vec<f32> = warm.net.head2_w.flatten_all().unwrap().to_vec1().unwrap();
+    let fresh_head: Vec<f32> = fresh.net.head2_w.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(warm_head, trained);
+    assert!(max_abs_diff(&fresh_head, &trained) > 0.1);
+
+    for other in [
+        config(&[1, 2, 4, 8, 1, 2], 8, 6, 16, 256),
+        config(&[1, 2, 4, 8, 1], 8, 6, 12, 256),
+    ] {
+        match WavenetModel::warm_start(&plain, other) {
+            Err(ModelFileError::InvalidConfig(why)) => assert!(why.contains("layers"), "{why}"),
+            other => panic!("expected the architecture refused, got {other:?}"),
+        }
     }
 }

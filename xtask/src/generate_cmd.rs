@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use reverie_engine::sampler::Sampler;
+use reverie_engine::sampler::{Kernels, Sampler};
 use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_trainer::mono_wav::write_mono_wav;
 
@@ -41,6 +41,11 @@ pub struct GenerateArgs {
     /// trained with --tone-aware always sample so.
     #[arg(long)]
     pub tone_aware: bool,
+    /// Generate on the fastest kernels this CPU has, as the plugin does
+    /// (8-bit weights and activations with AVX-512 VNNI, else bfloat16
+    /// weights with AVX-512); default: the model's exact f32 weights.
+    #[arg(long)]
+    pub fast: bool,
     /// Seed of the random sampling: the same seed gives the same audio.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -77,7 +82,15 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     }
 
     let n = (args.seconds * f64::from(model_rate)).round() as usize;
-    eprintln!("model options: {}", sampler.config().options_text());
+    if args.fast {
+        sampler.use_kernels(Kernels::fastest());
+    }
+    eprintln!(
+        "model options: {}; kernels: {:?}",
+        sampler.config().options_text(),
+        sampler.kernels()
+    );
+
     let mut tone = if args.tone_aware && !sampler.is_tone_aware() {
         let mut tone = ToneAwareSampler::new(model_rate, sampler.mulaw().classes())?;
         prime.iter().flatten().for_each(|&x| tone.push(x));

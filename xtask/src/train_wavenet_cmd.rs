@@ -83,6 +83,14 @@ pub struct TrainWavenetArgs {
     /// Continue from a checkpoint (a run folder's checkpoint.safetensors).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start a fresh run (new optimiser, step 0) from a trained model's
+    /// weights instead of random ones, e.g. the built-in WaveNet, to compare
+    /// model options from one start: its architecture unless --config
+    /// (the layers must match), the option flags added to its options, the
+    /// prediction embeddings it lacks starting at zero (so the run starts
+    /// exactly where that model is).
+    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// First render this many solo piano phrases into --data when it holds
     /// no audio yet (General MIDI SoundFont; deterministic for --seed).
     #[arg(long, value_name = "N")]
@@ -264,9 +272,17 @@ fn start(
         )
     };
     let data = load(&source)?;
-    let mut net = match &args.config {
-        Some(path) => read_wavenet_config(path)?,
-        None => WavenetConfig::default(),
+    let from = match &args.init_from {
+        Some(path) => Some(
+            WavenetModel::load(path, device)
+                .with_context(|| format!("--init-from {}: not a usable WaveNet model", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut net = match (&args.config, &from) {
+        (Some(path), _) => read_wavenet_config(path)?,
+        (None, Some(from)) => from.config.clone(),
+        (None, None) => WavenetConfig::default(),
     };
     if let Some(p) = args.predictor {
         net.predictor = p.config(args.rate);
@@ -278,7 +294,16 @@ fn start(
         bail!("--residual-target models the signal minus the predictor's prediction: add --predictor both (or short-term)");
     }
     let config = train_config(args);
-    let model = WavenetModel::init(net, args.rate, config.seed, device)?;
+    let model = match &from {
+        Some(from) if from.meta.sample_rate != args.rate => bail!(
+            "--init-from's model runs at {} Hz: add --rate {}",
+            from.meta.sample_rate,
+            from.meta.sample_rate
+        ),
+        Some(from) => WavenetModel::warm_start(from, net)
+            .context("--init-from: its layers differ from this run's architecture (leave --config out to take its own)")?,
+        None => WavenetModel::init(net, args.rate, config.seed, device)?,
+    };
     let mut trainer = WavenetTrainer::new(model, config, &data)?;
     trainer.set_source(source);
     let run_dir = fresh_run_dir(args.run_dir.as_ref(), &args.out, "wavenet");

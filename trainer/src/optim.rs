@@ -6,6 +6,8 @@
 //! and exposes its state; [`RmsProp`] is the optimiser of the WaveNet seed,
 //! which candle does not have at all.
 
+use std::collections::BTreeMap;
+
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,11 @@ pub struct OptimizerConfig {
     pub weight_decay: f64,
     /// RMSprop only: momentum of the scaled step (0 = none).
     pub momentum: f64,
+    /// Learning-rate multipliers by parameter name (absent: 1), e.g. for
+    /// the tensors a warm start adds to a trained network, which start at
+    /// zero and would otherwise learn no faster than the trained ones move.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lr_scales: BTreeMap<String, f64>,
 }
 
 impl OptimizerConfig {
@@ -62,6 +69,7 @@ impl OptimizerConfig {
                 eps: 1e-8,
                 weight_decay: 0.01,
                 momentum: 0.0,
+                lr_scales: BTreeMap::new(),
             },
             OptimizerKind::RmsProp => Self {
                 kind,
@@ -70,6 +78,7 @@ impl OptimizerConfig {
                 eps: 1e-8,
                 weight_decay: 0.0,
                 momentum: 0.0,
+                lr_scales: BTreeMap::new(),
             },
         }
     }
@@ -181,6 +190,13 @@ impl Optimizer {
             let Some(g) = grads.get(slot.param.var.as_tensor()) else {
                 continue;
             };
+            let lr = lr
+                * self
+                    .config
+                    .lr_scales
+                    .get(&slot.param.name)
+                    .copied()
+                    .unwrap_or(1.0);
             match self.config.kind {
                 OptimizerKind::AdamW => adamw_update(&self.config, slot, g, lr, self.step)?,
                 OptimizerKind::RmsProp => rmsprop_update(&self.config, slot, g, lr)?,

@@ -210,6 +210,35 @@ fn rmsprop_momentum_and_weight_decay_follow_the_formula() {
     }
 }
 
+/// A parameter with a learning-rate multiplier takes steps that much
+/// larger: Adam's first step moves each weight by the rate (the moments'
+/// ratio is one), so by ten times it with a scale of 10.
+#[test]
+fn a_learning_rate_scale_multiplies_one_parameters_steps() {
+    let (a, b) = (
+        Var::new(&[0.5f32, -0.5], &Device::Cpu).unwrap(),
+        Var::new(&[0.5f32, -0.5], &Device::Cpu).unwrap(),
+    );
+    let config = OptimizerConfig {
+        weight_decay: 0.0,
+        lr_scales: [("scaled".to_string(), 10.0)].into(),
+        ..OptimizerConfig::new(OptimizerKind::AdamW)
+    };
+    let param = |name: &str, var: &Var| Param {
+        name: name.into(),
+        var: var.clone(),
+        decay: true,
+    };
+    let mut opt = Optimizer::new(config, vec![param("plain", &a), param("scaled", &b)]).unwrap();
+    let loss = (a.as_tensor().sqr().unwrap().sum_all().unwrap()
+        + b.as_tensor().sqr().unwrap().sum_all().unwrap())
+    .unwrap();
+    opt.step(&loss.backward().unwrap(), 0.001).unwrap();
+    let moved = |v: &Var| (f64::from(v.as_tensor().to_vec1::<f32>().unwrap()[0]) - 0.5).abs();
+    assert!((moved(&a) - 0.001).abs() < 1e-6, "{}", moved(&a));
+    assert!((moved(&b) - 0.01).abs() < 1e-5, "{}", moved(&b));
+}
+
 #[test]
 fn adamw_matches_candle_nn_adamw() {
     let init = [0.3f32, -0.7, 1.5, 0.02];

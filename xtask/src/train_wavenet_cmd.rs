@@ -91,6 +91,12 @@ pub struct TrainWavenetArgs {
     /// exactly where that model is).
     #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
+    /// With --init-from: the tensors the trained model lacks (the
+    /// prediction embeddings, starting at zero) learn at this many times
+    /// the learning rate, so they grow as fast as the trained weights are
+    /// allowed to move [default: 1].
+    #[arg(long, value_name = "X", requires = "init_from")]
+    pub new_lr_scale: Option<f64>,
     /// First render this many solo piano phrases into --data when it holds
     /// no audio yet (General MIDI SoundFont; deterministic for --seed).
     #[arg(long, value_name = "N")]
@@ -293,7 +299,7 @@ fn start(
     if net.residual_target && net.predictor.is_none() {
         bail!("--residual-target models the signal minus the predictor's prediction: add --predictor both (or short-term)");
     }
-    let config = train_config(args);
+    let mut config = train_config(args);
     let model = match &from {
         Some(from) if from.meta.sample_rate != args.rate => bail!(
             "--init-from's model runs at {} Hz: add --rate {}",
@@ -304,6 +310,16 @@ fn start(
             .context("--init-from: its layers differ from this run's architecture (leave --config out to take its own)")?,
         None => WavenetModel::init(net, args.rate, config.seed, device)?,
     };
+    if let (Some(from), Some(scale)) = (&from, args.new_lr_scale) {
+        let trained: Vec<String> = from.net.named().into_iter().map(|(name, ..)| name).collect();
+        for (name, ..) in model.net.named() {
+            if !trained.contains(&name) {
+                config.optimizer.lr_scales.insert(name, scale);
+            }
+        }
+        let added: Vec<&str> = config.optimizer.lr_scales.keys().map(String::as_str).collect();
+        eprintln!("learning at {scale} times the rate: {}", added.join(", "));
+    }
     let mut trainer = WavenetTrainer::new(model, config, &data)?;
     trainer.set_source(source);
     let run_dir = fresh_run_dir(args.run_dir.as_ref(), &args.out, "wavenet");

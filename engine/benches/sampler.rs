@@ -358,7 +358,6 @@ fn stream_ceiling() {
     println!("  AVX-512 panel products alone (64-row panels), the memory's ceiling:");
     for (place, bytes) in [("L1", 32 << 10), ("L2", 232_448 * 4)] {
         let panels = bytes / 4 / (ROWS * PANEL);
-        // On cache lines, as the sampler keeps its panels.
         let w: Vec<f32> = (0..panels * ROWS * PANEL)
             .map(|i| (i as f32 * 0.01).cos())
             .collect();
@@ -372,6 +371,7 @@ fn stream_ceiling() {
                 (0..PANEL).map(move |l| int8_quad(std::array::from_fn(|j| (r[j * PANEL + l] * 127.0) as i8)))
             })
             .collect();
+        // On cache lines, as the sampler keeps its panels.
         let (w, half, octets) = (
             CacheAligned::from_slice(&w),
             CacheAligned::from_slice(&half),

@@ -324,7 +324,7 @@ fn int8_panels(data: &[f32], rows: usize) -> (Vec<u32>, Vec<f32>, Vec<i32>) {
         let step: [f32; PANEL] =
             std::array::from_fn(|l| column(l).fold(0.0f32, |m, w| m.max(w.abs())) / 127.0);
         let level = |r: usize, l: usize| match panel.get(r * PANEL + l) {
-            Some(&w) if r < rows && step[l] > 0.0 => (w / step[l]).round().clamp(-127.0, 127.0) as i8,
+            Some(&w) if step[l] > 0.0 => (w / step[l]).round().clamp(-127.0, 127.0) as i8,
             _ => 0,
         };
         for q in 0..quads {

@@ -16,7 +16,9 @@
 //!   the summary also times the sampler of a model with prediction inputs
 //!   (the predictor and its embeddings inside the step), and with every
 //!   option of issue 17 (also pre-emphasis, a residual target and
-//!   tone-aware sampling, whose pitch predictor is a second one).
+//!   tone-aware sampling, whose pitch predictor is a second one), and with
+//!   prediction inputs and the tone prior; `predictor/tone_prior_push_shape`:
+//!   the tone prior alone where it shapes every step (on a tone).
 //!
 //! - the summary's last lines: the ceiling the memory sets, the AVX-512
 //!   panel products alone streaming weights held in L1 (32 KB) and in L2
@@ -41,9 +43,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::predictor::{Predictor, PredictorConfig};
 use reverie_engine::sampler::{Kernels, NaiveSampler, Sampler};
+use reverie_engine::tone_prior::{TonePrior, TonePriorConfig};
 use reverie_engine::wavenet::{Padding, WavenetConfig, WavenetModel};
 
 const RATE: f32 = 16_000.0;
+/// A tone prior with both its parts (product and mixture) at work.
+const TONE_PRIOR: TonePriorConfig = TonePriorConfig {
+    weight: 1.0,
+    max_trust: 0.9,
+    mix: 0.1,
+};
 /// Samples generated per cached-sampler iteration.
 const BLOCK: usize = 1_024;
 
@@ -132,6 +141,20 @@ fn predictor_cost(c: &mut Criterion) {
             for _ in 0..BLOCK {
                 black_box(p.predict());
                 p.push(signal[at]);
+                at = (at + 1) % signal.len();
+            }
+        })
+    });
+    // The tone prior on a tone, where it is trusted and shapes every
+    // step (its worst case): its predictor, the Gaussian and the mixture.
+    let mut prior = TonePrior::new(TONE_PRIOR, RATE as u32, reverie_engine::mulaw::MuLaw::default()).unwrap();
+    let logits: Vec<f32> = (0..256).map(|c| -((c as f32 - 128.0) / 40.0).powi(2)).collect();
+    let mut shaped = vec![0.0; 256];
+    group.bench_function("tone_prior_push_shape", |b| {
+        b.iter(|| {
+            for _ in 0..BLOCK {
+                prior.push(signal[at]);
+                prior.shape(black_box(&logits), &mut shaped);
                 at = (at + 1) % signal.len();
             }
         })
@@ -242,7 +265,12 @@ fn summary() {
             n,
         )
     };
+    // The prediction-input model with the tone prior (its own predictor,
+    // a third one here, and the shaping of every trusted step).
+    let mut toned = predicting_model.clone();
+    toned.config.tone_prior = Some(TONE_PRIOR);
     let with_predictor = time_model(&predicting_model);
+    let with_tone_prior = time_model(&toned);
     let with_all_options = time_model(&all_options);
     let step_only = per(
         timings(11, || {
@@ -303,6 +331,13 @@ fn summary() {
         (
             format!("same, with prediction inputs, {:?}", Kernels::fastest()),
             with_predictor,
+        ),
+        (
+            format!(
+                "same, with prediction inputs + tone prior, {:?}",
+                Kernels::fastest()
+            ),
+            with_tone_prior,
         ),
         (
             format!("same, with every issue-17 option, {:?}", Kernels::fastest()),

@@ -181,6 +181,7 @@ mod tests {
             pre_emphasis: false,
             residual_target: false,
             tone_aware: false,
+            tone_prior: None,
         };
         let model = WavenetModel::init(config, 16_000, 3, &candle_core::Device::Cpu).expect("a model");
         Generator::new(Sampler::from_model(&model).expect("a sampler"))

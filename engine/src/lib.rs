@@ -32,6 +32,7 @@ pub mod spectral_dream;
 pub mod spectrogram;
 pub mod stft;
 pub mod streaming;
+pub mod tone_prior;
 pub mod tone_sampling;
 pub mod wav;
 pub mod wavenet;

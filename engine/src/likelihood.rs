@@ -46,7 +46,8 @@ impl<'a> Scorer<'a> {
     pub fn push(&mut self, classes: &[usize], out: &mut Vec<f32>) {
         for &class in classes {
             if let Some(last) = self.last {
-                out.push(nll_of(self.sampler.step(last), class));
+                self.sampler.step(last);
+                out.push(nll_of(self.sampler.distribution(), class));
             }
             self.last = Some(class);
         }

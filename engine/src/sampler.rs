@@ -32,6 +32,7 @@ use crate::model_file::{Layout, ModelFileError, ModelMeta, RawModel};
 use crate::mulaw::MuLaw;
 use crate::prediction_inputs::{PredictionInputs, MAX_INPUTS};
 use crate::signal_coding::SignalCoding;
+use crate::tone_prior::TonePrior;
 use crate::tone_sampling::ToneAwareSampler;
 use crate::wavenet::{WavenetConfig, WavenetModel, WavenetNet};
 
@@ -643,12 +644,24 @@ struct Scratch {
     skip: Vec<f32>,
     hidden: Vec<f32>,
     logits: Vec<f32>,
+    /// The logits shaped by the tone prior (unused without one).
+    shaped: Vec<f32>,
     probs: Vec<f32>,
     /// The 8-bit level's activations of one product, four rows a value.
     spare: Vec<u32>,
 }
 
 impl Scratch {
+    /// The logits drawn and scored from: shaped when the model has a tone
+    /// prior.
+    fn distribution(&self, shaped: bool) -> &[f32] {
+        if shaped {
+            &self.shaped
+        } else {
+            &self.logits
+        }
+    }
+
     fn new(c: &WavenetConfig) -> Self {
         Self {
             x2: vec![0.0; 2 * c.residual_channels],
@@ -658,6 +671,7 @@ impl Scratch {
             skip: vec![0.0; c.skip_channels],
             hidden: vec![0.0; c.skip_channels],
             logits: vec![0.0; c.classes],
+            shaped: vec![0.0; c.classes],
             probs: vec![0.0; c.classes],
             spare: vec![0; most_rows(c).div_ceil(4)],
         }
@@ -686,6 +700,9 @@ pub struct Sampler {
     last_input: usize,
     /// Tone-aware sampling, if the model asks for it; it hears every input.
     tone: Option<ToneAwareSampler>,
+    /// The predictor as a prior on the next sample, if the model has one;
+    /// it hears every input.
+    prior: Option<TonePrior>,
     /// Whether any input has been fed since the last reset.
     fed: bool,
     kernels: Kernels,
@@ -715,6 +732,12 @@ impl Sampler {
                 .config
                 .tone_aware
                 .then(|| ToneAwareSampler::new(w.meta.sample_rate, w.config.classes))
+                .transpose()
+                .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?,
+            prior: w
+                .config
+                .tone_prior
+                .map(|p| TonePrior::new(p, w.meta.sample_rate, w.mulaw))
                 .transpose()
                 .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?,
             fed: false,
@@ -792,13 +815,41 @@ impl Sampler {
         if let Some(t) = &mut self.tone {
             t.reset();
         }
+        if let Some(p) = &mut self.prior {
+            p.reset();
+        }
         self.fed = false;
     }
 
     /// Logits of the next sample's class, as left by the last step (zeros
-    /// before any input).
+    /// before any input): the network's own, before any tone prior.
     pub fn logits(&self) -> &[f32] {
         &self.scratch.logits
+    }
+
+    /// The logits the next sample is drawn and scored from: the network's
+    /// shaped by the model's tone prior ([`crate::tone_prior`]), or the
+    /// network's own without one.
+    pub fn distribution(&self) -> &[f32] {
+        self.scratch.distribution(self.prior.is_some())
+    }
+
+    /// Replaces the model's tone prior (`None`: none), for trying one on a
+    /// model without it; takes effect from the next [`reset`](Self::reset)
+    /// or priming on, since the prior must hear the audio it shapes.
+    pub fn set_tone_prior(
+        &mut self,
+        prior: Option<crate::tone_prior::TonePriorConfig>,
+    ) -> Result<(), ModelFileError> {
+        let mut config = self.w.config.clone();
+        config.tone_prior = prior;
+        config.validate().map_err(ModelFileError::InvalidConfig)?;
+        self.prior = prior
+            .map(|p| TonePrior::new(p, self.w.meta.sample_rate, self.w.mulaw))
+            .transpose()
+            .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?;
+        self.w.config = config;
+        Ok(())
     }
 
     /// Feeds one input class (clamped to the class range) and returns the
@@ -843,6 +894,9 @@ impl Sampler {
                 if let Some(t) = &mut self.tone {
                     t.push(audio);
                 }
+                if let Some(p) = &mut self.prior {
+                    p.push(audio);
+                }
                 continue;
             }
             // Only the last input's prediction is ever read, so the skip
@@ -858,7 +912,7 @@ impl Sampler {
     pub fn sample_next<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> f32 {
         self.feed_silence_first();
         let target = match &mut self.tone {
-            Some(t) => t.draw(&self.scratch.logits, temperature, rng),
+            Some(t) => t.draw(self.scratch.distribution(self.prior.is_some()), temperature, rng),
             None => self.draw(temperature, rng),
         };
         self.feed_target(target)
@@ -889,7 +943,7 @@ impl Sampler {
     /// pre-emphasis or a residual target
     /// ([`SignalCoding::signal_nll`]). Never allocates.
     pub fn signal_nll(&self, x: f32) -> f32 {
-        self.coding.signal_nll(&self.scratch.logits, x, self.prediction())
+        self.coding.signal_nll(self.distribution(), x, self.prediction())
     }
 
     /// The input class the network heard last: with a signal coding, the
@@ -910,7 +964,7 @@ impl Sampler {
     /// [`crate::tone_sampling`]'s).
     pub fn sample_next_with(&mut self, draw: impl FnOnce(&[f32]) -> usize) -> f32 {
         self.feed_silence_first();
-        let target = draw(&self.scratch.logits).min(self.w.config.classes - 1);
+        let target = draw(self.distribution()).min(self.w.config.classes - 1);
         self.feed_target(target)
     }
 
@@ -945,22 +999,46 @@ impl Sampler {
             return unsafe { self.draw_fma(temperature, rng) };
         }
         let s = &mut self.scratch;
-        draw::<PORTABLE, R>(&s.logits, temperature, 0.0, &mut s.probs, rng)
+        let logits = if self.prior.is_some() {
+            &s.shaped
+        } else {
+            &s.logits
+        };
+        draw::<PORTABLE, R>(logits, temperature, 0.0, &mut s.probs, rng)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn draw_fma<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
         let s = &mut self.scratch;
-        draw::<FUSED, R>(&s.logits, temperature, 0.0, &mut s.probs, rng)
+        let logits = if self.prior.is_some() {
+            &s.shaped
+        } else {
+            &s.logits
+        };
+        draw::<FUSED, R>(logits, temperature, 0.0, &mut s.probs, rng)
     }
 
+    /// Feeds one input class through the network (the head only if
+    /// `output`), and the tone prior's shaping after it.
     fn dispatch(&mut self, class: usize, output: bool) {
+        self.run_network(class, output);
+        if output {
+            if let Some(p) = &mut self.prior {
+                p.shape(&self.scratch.logits, &mut self.scratch.shaped);
+            }
+        }
+    }
+
+    fn run_network(&mut self, class: usize, output: bool) {
         self.fed = true;
         self.last_input = class;
         let audio = self.coding.fed(class);
         if let Some(t) = &mut self.tone {
             t.push(audio);
+        }
+        if let Some(p) = &mut self.prior {
+            p.push(audio);
         }
         if let Some(p) = &mut self.inputs {
             p.push(class);

@@ -28,6 +28,7 @@ use crate::model_file::{parse_config, Layout, Model, ModelFileError, ModelKind, 
 use crate::mulaw::MAX_CLASSES;
 use crate::predictor::PredictorConfig;
 use crate::rng::normal_vec;
+use crate::tone_prior::TonePriorConfig;
 
 /// Largest dilation a model may use.
 pub const MAX_DILATION: usize = 1 << 20;
@@ -78,6 +79,10 @@ pub struct WavenetConfig {
     /// ([`crate::tone_sampling`]: sharper on a sustained tone, with a
     /// floor; as at onsets and in silence). Changes nothing in training.
     pub tone_aware: bool,
+    /// The predictor as a prior on the next sample
+    /// ([`crate::tone_prior`]), in scoring and generation alike; `None`:
+    /// the network's distribution alone.
+    pub tone_prior: Option<TonePriorConfig>,
 }
 
 impl Default for WavenetConfig {
@@ -95,6 +100,7 @@ impl Default for WavenetConfig {
             pre_emphasis: false,
             residual_target: false,
             tone_aware: false,
+            tone_prior: None,
         }
     }
 }
@@ -117,22 +123,28 @@ impl WavenetConfig {
     /// The model options of issue 17 it has, in words ("none" for the
     /// plain WaveNet), for the editor and the command line.
     pub fn options_text(&self) -> String {
-        let mut parts = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
         if let Some(p) = &self.predictor {
             parts.push(if p.long_term {
-                "prediction inputs (short-term and pitch)"
+                "prediction inputs (short-term and pitch)".into()
             } else {
-                "prediction inputs (short-term)"
+                "prediction inputs (short-term)".into()
             });
         }
         if self.pre_emphasis {
-            parts.push("pre-emphasis");
+            parts.push("pre-emphasis".into());
         }
         if self.residual_target {
-            parts.push("residual target");
+            parts.push("residual target".into());
         }
         if self.tone_aware {
-            parts.push("tone-aware sampling");
+            parts.push("tone-aware sampling".into());
+        }
+        if let Some(t) = &self.tone_prior {
+            parts.push(format!(
+                "tone prior (weight {}, trust {}, mix {})",
+                t.weight, t.max_trust, t.mix
+            ));
         }
         if parts.is_empty() {
             "none".into()
@@ -211,6 +223,15 @@ impl WavenetConfig {
         if self.residual_target && self.predictor.is_none() {
             return Err("a residual target needs a predictor".into());
         }
+        if let Some(t) = &self.tone_prior {
+            t.validate()?;
+            if self.pre_emphasis || self.residual_target {
+                return Err(
+                    "the tone prior works on plain µ-law classes, without pre-emphasis or a residual target"
+                        .into(),
+                );
+            }
+        }
         let queue = (self.receptive_field() - 1).saturating_mul(self.residual_channels);
         if queue > MAX_QUEUE_FLOATS {
             return Err(format!(
@@ -276,6 +297,8 @@ struct StoredConfig {
     residual_target: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     tone_aware: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tone_prior: Option<TonePriorConfig>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -296,6 +319,7 @@ impl From<WavenetConfig> for StoredConfig {
             pre_emphasis: c.pre_emphasis,
             residual_target: c.residual_target,
             tone_aware: c.tone_aware,
+            tone_prior: c.tone_prior,
         }
     }
 }
@@ -314,6 +338,7 @@ impl TryFrom<StoredConfig> for WavenetConfig {
             pre_emphasis: s.pre_emphasis,
             residual_target: s.residual_target,
             tone_aware: s.tone_aware,
+            tone_prior: s.tone_prior,
         };
         config.validate()?;
         if config.receptive_field() != s.receptive_field {

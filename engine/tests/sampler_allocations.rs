@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::sampler::{Kernels, Sampler};
+use reverie_engine::tone_prior::TonePriorConfig;
 use reverie_engine::wavenet::{WavenetConfig, WavenetModel};
 
 struct Counting;
@@ -60,14 +61,26 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
         pre_emphasis: false,
         residual_target: false,
         tone_aware: false,
+        tone_prior: None,
     };
     let predicting = WavenetConfig {
         predictor: Some(PredictorConfig::for_rate(16_000)),
         ..plain.clone()
     };
+    // Both ways of sampling that hear the audio: tone-aware draws and the
+    // tone prior.
+    let toned = WavenetConfig {
+        tone_aware: true,
+        tone_prior: Some(TonePriorConfig {
+            weight: 1.0,
+            max_trust: 0.9,
+            mix: 0.1,
+        }),
+        ..predicting.clone()
+    };
     let audio: Vec<f32> = (0..3_000).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
     let classes: Vec<usize> = (0..3_000).map(|i| 100 + i % 50).collect();
-    for config in [plain, predicting] {
+    for config in [plain, predicting, toned] {
         let model = WavenetModel::init(config, 16_000, 3, &Device::Cpu).unwrap();
         for kernels in [
             Kernels::Portable,
@@ -92,8 +105,8 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
                 sampler.reset();
                 sampler.generate_into(&mut out, 0.0, &mut rng);
             });
-            let with = model.config.predictor.is_some();
-            assert_eq!(n, 0, "{kernels:?}, prediction inputs {with}: {n} allocations");
+            let options = model.config.options_text();
+            assert_eq!(n, 0, "{kernels:?}, options {options}: {n} allocations");
             assert!(out.iter().any(|&x| x != 0.0), "it generated something");
         }
     }

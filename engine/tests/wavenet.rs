@@ -18,6 +18,7 @@ use reverie_engine::perception::{PerceptionConfig, PerceptionModel};
 use reverie_engine::prediction_inputs::PredictionInputs;
 use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::sampler::{sample_class, sample_class_above_floor, Kernels, NaiveSampler, Sampler};
+use reverie_engine::tone_prior::{TonePrior, TonePriorConfig};
 use reverie_engine::tone_sampling::ToneAwareSampler;
 use reverie_engine::wavenet::{dilation_stacks, Padding, WavenetConfig, WavenetModel};
 
@@ -35,6 +36,7 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         pre_emphasis: false,
         residual_target: false,
         tone_aware: false,
+        tone_prior: None,
     }
 }
 
@@ -1255,4 +1257,76 @@ fn a_warm_start_begins_exactly_where_its_model_was() {
             other => panic!("expected the architecture refused, got {other:?}"),
         }
     }
+}
+
+/// The tone prior shapes what is scored exactly as a prior fed the same
+/// audio shapes the network's logits, it survives the model file, and on a
+/// periodic sound it makes the next sample far likelier than the network
+/// alone (a random network knows nothing of tones).
+#[test]
+fn the_tone_prior_shapes_scoring_from_the_audio_heard() {
+    let prior = TonePriorConfig {
+        weight: 1.0,
+        max_trust: 0.9,
+        mix: 0.1,
+    };
+    let toned = WavenetConfig {
+        tone_prior: Some(prior),
+        ..with_predictor(config(&[1, 2, 4, 8, 16], 8, 6, 12, 256), true)
+    };
+    let model = random_model(toned.clone(), 41);
+    let raw = RawModel::from_bytes(&model.to_raw().unwrap().to_bytes().unwrap()).unwrap();
+    let mut with = Sampler::from_raw(&raw).unwrap();
+    assert_eq!(with.config(), &toned);
+    let mut without = with.clone();
+    without.set_tone_prior(None).unwrap();
+
+    let q = MuLaw::default();
+    let audio: Vec<f32> = (0..4_000)
+        .map(|i| {
+            let t = i as f32 / RATE as f32;
+            0.4 * (std::f32::consts::TAU * 180.0 * t).sin() * (-t).exp()
+        })
+        .collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    Scorer::new(&mut with).push_audio(&audio, &mut a);
+    Scorer::new(&mut without).push_audio(&audio, &mut b);
+
+    // The reference: the network's logits (the sampler without a prior)
+    // shaped by a prior that heard the same decoded classes.
+    let mut reference = TonePrior::new(prior, RATE, q).unwrap();
+    let mut plain = with.clone();
+    plain.set_tone_prior(None).unwrap();
+    plain.reset();
+    let mut shaped = vec![0.0; 256];
+    let mut shaped_any = false;
+    for (t, &x) in audio.iter().enumerate() {
+        if t > 0 {
+            reference.shape(plain.logits(), &mut shaped);
+            let expected = nll_of(&shaped, q.encode(x));
+            assert!(
+                (expected - a[t - 1]).abs() < 1e-4,
+                "sample {t}: {expected} vs {}",
+                a[t - 1]
+            );
+            shaped_any |= (a[t - 1] - b[t - 1]).abs() > 1e-3;
+        }
+        reference.push(q.decode(q.encode(x)));
+        plain.feed_audio(x);
+    }
+    assert!(shaped_any, "the prior never shaped a sample");
+    let mean = |v: &[f32]| v[2_000..].iter().sum::<f32>() / (v.len() - 2_000) as f32;
+    assert!(
+        mean(&a) < 0.6 * mean(&b),
+        "nats per sample on the tone: with the prior {}, without {}",
+        mean(&a),
+        mean(&b)
+    );
+
+    // A prior on a residual-target model is refused: it shapes audio classes.
+    let residual = WavenetConfig {
+        residual_target: true,
+        ..toned
+    };
+    assert!(residual.validate().is_err());
 }

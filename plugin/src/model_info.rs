@@ -195,7 +195,7 @@ mod tests {
         let sampler = defaults::wavenet().unwrap();
         assert_eq!(line(&info, "Kind"), "wavenet");
         assert!(line(&info, "Receptive field").starts_with(&format!("{} samples", sampler.receptive_field())));
-        assert_eq!(line(&info, "Options"), "none");
+        assert_eq!(line(&info, "Options"), sampler.config().options_text());
         assert!(info.filters.is_none());
     }
 
@@ -213,6 +213,7 @@ mod tests {
             pre_emphasis: true,
             residual_target: true,
             tone_aware: false,
+            tone_prior: None,
         };
         let dir = std::env::temp_dir().join(format!("reverie-model-options-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

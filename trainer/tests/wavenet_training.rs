@@ -30,6 +30,7 @@ fn tiny_config(classes: usize) -> WavenetConfig {
         pre_emphasis: false,
         residual_target: false,
         tone_aware: false,
+        tone_prior: None,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct GenerateArgs {
     /// trained with --tone-aware always sample so.
     #[arg(long)]
     pub tone_aware: bool,
+    #[command(flatten)]
+    pub prior: TonePriorArgs,
     /// Generate on the fastest kernels this CPU has, as the plugin does
     /// (8-bit weights and activations with AVX-512 VNNI, else bfloat16
     /// weights with AVX-512); default: the model's exact f32 weights.
@@ -57,6 +59,42 @@ pub struct GenerateArgs {
     pub rate: Option<u32>,
 }
 
+/// A tone prior to try on a model (`--tone-prior`), shared by the commands
+/// that generate and score.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct TonePriorArgs {
+    /// Shape the model's distribution with the predictor as a prior on the
+    /// next sample, raised to this power (0 to 8; 1: the product of the
+    /// two), in place of the model's own tone prior if it has one.
+    #[arg(long, value_name = "WEIGHT")]
+    pub tone_prior: Option<f32>,
+    /// With --tone-prior: the prior's share for its Gaussian on a fully
+    /// periodic sound (0 to 0.999; the rest is uniform).
+    #[arg(long, default_value_t = 0.9, requires = "tone_prior", value_name = "SHARE")]
+    pub tone_trust: f32,
+    /// With --tone-prior: the share of the Gaussian mixed into the shaped
+    /// distribution on a fully periodic sound (0 to 0.999).
+    #[arg(long, default_value_t = 0.0, requires = "tone_prior", value_name = "SHARE")]
+    pub tone_mix: f32,
+}
+
+impl TonePriorArgs {
+    /// Puts the prior asked for on `sampler` (nothing without --tone-prior).
+    pub fn apply(&self, sampler: &mut Sampler) -> anyhow::Result<()> {
+        if let Some(weight) = self.tone_prior {
+            let prior = reverie_engine::tone_prior::TonePriorConfig {
+                weight,
+                max_trust: self.tone_trust,
+                mix: self.tone_mix,
+            };
+            sampler
+                .set_tone_prior(Some(prior))
+                .context("--tone-prior/--tone-trust")?;
+        }
+        Ok(())
+    }
+}
+
 /// Samples generated between progress-bar updates (a tenth of a second at
 /// 16 kHz): often enough to move smoothly, rarely enough to cost nothing.
 const BLOCK: usize = 1600;
@@ -65,6 +103,7 @@ const BLOCK: usize = 1600;
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     check_args(args)?;
     let mut sampler = load_sampler(args.model.as_deref())?;
+    args.prior.apply(&mut sampler)?;
     let model_rate = sampler.sample_rate();
     let out_rate = args.rate.unwrap_or(model_rate);
 

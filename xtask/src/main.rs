@@ -17,6 +17,7 @@ mod progress;
 mod spectrogram_cmd;
 mod suite;
 mod system_packages;
+mod tone_prior_cmd;
 mod train_cmd;
 mod train_run;
 mod train_wavenet_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Pitch(pitch_cmd::PitchArgs),
     /// How well a WaveNet predicts audio files (nats per sample), and where: onsets, loud, quiet, silence.
     Nll(nll_cmd::NllArgs),
+    /// Store a tone prior (the predictor as a prior on the next sample) in a WaveNet model file.
+    TonePrior(tone_prior_cmd::TonePriorCmdArgs),
     /// Draw audio files as spectrograms stacked in one PNG, labelled with their pitch measures.
     Spectrogram(spectrogram_cmd::SpectrogramArgs),
     /// Synthesise a short example and dream on it: the quickest way to hear Reverie.
@@ -88,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate_cmd::run(&args),
         Command::Pitch(args) => pitch_cmd::run(&args),
         Command::Nll(args) => nll_cmd::run(&args),
+        Command::TonePrior(args) => tone_prior_cmd::run(&args),
         Command::Spectrogram(args) => spectrogram_cmd::run(&args),
         Command::InitModel(args) => init_model::run(&args),
         Command::BenchReport(args) => bench_report::run(&args),

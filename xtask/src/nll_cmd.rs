@@ -22,6 +22,8 @@ pub struct NllArgs {
     /// the model rate.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub prior: crate::generate_cmd::TonePriorArgs,
 }
 
 /// Where a sample sits in the music, judged from the audio around it.
@@ -100,6 +102,7 @@ impl Tally {
 /// then the loss by level.
 pub fn run(args: &NllArgs) -> anyhow::Result<()> {
     let mut sampler = load_sampler(args.model.as_deref())?;
+    args.prior.apply(&mut sampler)?;
     let rate = sampler.sample_rate();
     let mulaw = sampler.mulaw();
     let audio = args

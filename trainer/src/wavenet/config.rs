@@ -218,6 +218,8 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         residual_target: bool,
         #[serde(default)]
         tone_aware: bool,
+        #[serde(default)]
+        tone_prior: Option<reverie_engine::tone_prior::TonePriorConfig>,
     }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -232,6 +234,7 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         pre_emphasis: a.pre_emphasis,
         residual_target: a.residual_target,
         tone_aware: a.tone_aware,
+        tone_prior: a.tone_prior,
     };
     config.validate().map_err(bad)?;
     if let Some(rf) = a.receptive_field.filter(|&rf| rf != config.receptive_field()) {

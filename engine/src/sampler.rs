@@ -662,6 +662,13 @@ impl Scratch {
         }
     }
 
+    /// [`distribution`](Self::distribution) and the probabilities' scratch
+    /// a draw from it writes.
+    fn draw_buffers(&mut self, shaped: bool) -> (&[f32], &mut [f32]) {
+        let logits = if shaped { &self.shaped } else { &self.logits };
+        (logits, &mut self.probs)
+    }
+
     fn new(c: &WavenetConfig) -> Self {
         Self {
             x2: vec![0.0; 2 * c.residual_channels],
@@ -708,6 +715,15 @@ pub struct Sampler {
     kernels: Kernels,
 }
 
+/// The tone prior `w`'s config asks for, from silence.
+fn tone_prior(w: &Weights) -> Result<Option<TonePrior>, ModelFileError> {
+    w.config
+        .tone_prior
+        .map(|p| TonePrior::new(p, w.meta.sample_rate, w.mulaw))
+        .transpose()
+        .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))
+}
+
 impl Sampler {
     /// Builds a sampler from a parsed model file, checking kind, config and
     /// tensor shapes as [`WavenetModel::from_raw`] does.
@@ -734,12 +750,7 @@ impl Sampler {
                 .then(|| ToneAwareSampler::new(w.meta.sample_rate, w.config.classes))
                 .transpose()
                 .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?,
-            prior: w
-                .config
-                .tone_prior
-                .map(|p| TonePrior::new(p, w.meta.sample_rate, w.mulaw))
-                .transpose()
-                .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?,
+            prior: tone_prior(&w)?,
             fed: false,
             kernels: Kernels::best(),
             w,
@@ -835,8 +846,8 @@ impl Sampler {
     }
 
     /// Replaces the model's tone prior (`None`: none), for trying one on a
-    /// model without it; takes effect from the next [`reset`](Self::reset)
-    /// or priming on, since the prior must hear the audio it shapes.
+    /// model without it. The new prior starts from silence: set it before
+    /// priming, since it must hear the audio it shapes.
     pub fn set_tone_prior(
         &mut self,
         prior: Option<crate::tone_prior::TonePriorConfig>,
@@ -844,12 +855,17 @@ impl Sampler {
         let mut config = self.w.config.clone();
         config.tone_prior = prior;
         config.validate().map_err(ModelFileError::InvalidConfig)?;
-        self.prior = prior
-            .map(|p| TonePrior::new(p, self.w.meta.sample_rate, self.w.mulaw))
-            .transpose()
-            .map_err(|e| ModelFileError::InvalidConfig(e.to_string()))?;
-        self.w.config = config;
-        Ok(())
+        let previous = std::mem::replace(&mut self.w.config, config);
+        match tone_prior(&self.w) {
+            Ok(p) => {
+                self.prior = p;
+                Ok(())
+            }
+            Err(e) => {
+                self.w.config = previous;
+                Err(e)
+            }
+        }
     }
 
     /// Feeds one input class (clamped to the class range) and returns the
@@ -998,25 +1014,15 @@ impl Sampler {
             // and FMA (`Kernels::available`).
             return unsafe { self.draw_fma(temperature, rng) };
         }
-        let s = &mut self.scratch;
-        let logits = if self.prior.is_some() {
-            &s.shaped
-        } else {
-            &s.logits
-        };
-        draw::<PORTABLE, R>(logits, temperature, 0.0, &mut s.probs, rng)
+        let (logits, probs) = self.scratch.draw_buffers(self.prior.is_some());
+        draw::<PORTABLE, R>(logits, temperature, 0.0, probs, rng)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn draw_fma<R: Rng>(&mut self, temperature: f32, rng: &mut R) -> usize {
-        let s = &mut self.scratch;
-        let logits = if self.prior.is_some() {
-            &s.shaped
-        } else {
-            &s.logits
-        };
-        draw::<FUSED, R>(logits, temperature, 0.0, &mut s.probs, rng)
+        let (logits, probs) = self.scratch.draw_buffers(self.prior.is_some());
+        draw::<FUSED, R>(logits, temperature, 0.0, probs, rng)
     }
 
     /// Feeds one input class through the network (the head only if

@@ -136,11 +136,6 @@ impl TonePrior {
         })
     }
 
-    /// Its configuration.
-    pub fn config(&self) -> &TonePriorConfig {
-        &self.config
-    }
-
     /// Back to silence.
     pub fn reset(&mut self) {
         self.predictor.reset();

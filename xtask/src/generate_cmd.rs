@@ -79,17 +79,22 @@ pub struct TonePriorArgs {
 }
 
 impl TonePriorArgs {
-    /// Puts the prior asked for on `sampler` (nothing without --tone-prior).
-    pub fn apply(&self, sampler: &mut Sampler) -> anyhow::Result<()> {
-        if let Some(weight) = self.tone_prior {
-            let prior = reverie_engine::tone_prior::TonePriorConfig {
+    /// The prior asked for (`None` without --tone-prior).
+    pub fn config(&self) -> Option<reverie_engine::tone_prior::TonePriorConfig> {
+        self.tone_prior
+            .map(|weight| reverie_engine::tone_prior::TonePriorConfig {
                 weight,
                 max_trust: self.tone_trust,
                 mix: self.tone_mix,
-            };
+            })
+    }
+
+    /// Puts the prior asked for on `sampler` (nothing without --tone-prior).
+    pub fn apply(&self, sampler: &mut Sampler) -> anyhow::Result<()> {
+        if let Some(prior) = self.config() {
             sampler
                 .set_tone_prior(Some(prior))
-                .context("--tone-prior/--tone-trust")?;
+                .context("--tone-prior/--tone-trust/--tone-mix")?;
         }
         Ok(())
     }

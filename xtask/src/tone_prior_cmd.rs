@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use reverie_engine::tone_prior::TonePriorConfig;
 use reverie_engine::wavenet::WavenetModel;
 
 /// Arguments of `cargo xtask tone-prior`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["tone_prior", "remove"])))]
 pub struct TonePriorCmdArgs {
     /// The WaveNet model file to start from.
     #[arg(long)]
@@ -19,19 +19,10 @@ pub struct TonePriorCmdArgs {
     /// Where to write the model with the prior (may be --model itself).
     #[arg(long, short)]
     pub out: PathBuf,
-    /// The prior's power (0 to 8; 1: the product of the network's
-    /// distribution and the prior).
-    #[arg(long, required_unless_present = "remove", value_name = "WEIGHT")]
-    pub tone_prior: Option<f32>,
-    /// The prior's share for its Gaussian on a fully periodic sound.
-    #[arg(long, default_value_t = 0.9, value_name = "SHARE")]
-    pub tone_trust: f32,
-    /// The share of the Gaussian mixed into the shaped distribution on a
-    /// fully periodic sound.
-    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
-    pub tone_mix: f32,
+    #[command(flatten)]
+    pub prior: crate::generate_cmd::TonePriorArgs,
     /// Take the model's tone prior out instead.
-    #[arg(long, conflicts_with = "tone_prior")]
+    #[arg(long)]
     pub remove: bool,
 }
 
@@ -42,11 +33,7 @@ pub fn run(args: &TonePriorCmdArgs) -> anyhow::Result<()> {
     }
     let mut model = WavenetModel::load(&args.model, &Device::Cpu)
         .with_context(|| format!("loading the WaveNet {}", args.model.display()))?;
-    model.config.tone_prior = args.tone_prior.map(|weight| TonePriorConfig {
-        weight,
-        max_trust: args.tone_trust,
-        mix: args.tone_mix,
-    });
+    model.config.tone_prior = args.prior.config();
     if let Err(why) = model.config.validate() {
         bail!("{why}");
     }

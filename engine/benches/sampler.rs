@@ -2,9 +2,10 @@
 //! 32 dilation, 128 skip channels, 256 classes) on one CPU core, in one run:
 //!
 //! - `cached_sampler`: the Fast WaveNet sampler drawing and feeding back
-//!   samples with the fastest kernels this CPU runs (bfloat16 weights on
-//!   AVX-512), and beside it with each other build: AVX-512 with f32
-//!   weights, AVX2, portable;
+//!   samples with the fastest kernels this CPU runs (8-bit products with
+//!   AVX-512 VNNI, bfloat16 weights with AVX-512 alone, 8-bit products with
+//!   AVX2), and beside it with each other build: AVX-512 with f32 weights,
+//!   AVX2 with f32 weights, portable;
 //! - `cached_prime`: teacher forcing existing audio through the queues;
 //! - `naive_recompute`: recomputing every layer over the receptive field per
 //!   sample, same kernels;
@@ -22,7 +23,9 @@
 //!
 //! - the summary's last lines: the ceiling the memory sets, the AVX-512
 //!   panel products alone streaming weights held in L1 (32 KB) and in L2
-//!   (the default model's 0.93 MB of f32 weights), in GMAC/s and GB/s.
+//!   (the default model's 0.93 MB of f32 weights), in GMAC/s and GB/s, and
+//!   the AVX2 8-bit products alone (32 KB, and the default model's 0.23 MB
+//!   of 8-bit weights).
 //!
 //! Criterion reports samples per second (`Throughput::Elements`); a summary
 //! at the end prints medians, the real-time factor at 16 kHz (samples/s /
@@ -169,6 +172,7 @@ fn builds() -> Vec<Kernels> {
         Kernels::Avx512Int8,
         Kernels::Avx512Bf16,
         Kernels::Avx512,
+        Kernels::Avx2Int8,
         Kernels::Avx2,
         Kernels::Portable,
     ] {
@@ -373,7 +377,57 @@ fn summary() {
         }
     }
     #[cfg(target_arch = "x86_64")]
-    stream_ceiling();
+    {
+        stream_ceiling();
+        avx2_int8_ceiling();
+    }
+}
+
+/// The AVX2 8-bit panel products alone, quantising as the sampler does,
+/// over 32 KB of 8-bit weights (L1) and the default model's 232,448 (its
+/// 0.23 MB, in L2), 64-row panels, cycled: multiply-adds (= weight bytes)
+/// per second.
+#[cfg(target_arch = "x86_64")]
+fn avx2_int8_ceiling() {
+    use reverie_engine::kernels::{
+        int8_quad, panel_product_avx2_int8, quantise_activations_signed, CacheAligned, PANEL,
+    };
+    if !Kernels::Avx2Int8.available() {
+        return;
+    }
+    const ROWS: usize = 64;
+    let x: Vec<f32> = (0..ROWS).map(|i| (i as f32 * 0.37).sin()).collect();
+    print!("  AVX2 8-bit panel products alone (64-row panels):");
+    for (place, bytes) in [("L1", 32 << 10), ("L2", 232_448)] {
+        let panels = bytes / (ROWS * PANEL);
+        let octets: Vec<u32> = (0..panels * ROWS / 4 * PANEL)
+            .map(|i| int8_quad(std::array::from_fn(|j| ((i * 4 + j) * 37 % 255) as i8)))
+            .collect();
+        let octets = CacheAligned::from_slice(&octets);
+        let macs = (panels * ROWS * PANEL) as f64;
+        let reps = 2_000_000_000 / (panels * ROWS * PANEL);
+        let mut quads = [0u32; ROWS / 4];
+        let mut sums = [0i32; PANEL];
+        let t = timings(5, || {
+            for _ in 0..reps {
+                // SAFETY: AVX2 checked; quads holds the rows, each panel
+                // ROWS / 4 x PANEL quads.
+                unsafe { quantise_activations_signed(black_box(&x), &mut quads) };
+                for p in octets.chunks_exact(ROWS / 4 * PANEL) {
+                    sums = unsafe { panel_product_avx2_int8(&quads, p, black_box(sums)) };
+                }
+            }
+        })
+        .0;
+        black_box(sums);
+        print!(
+            " weights in {place} ({} KB): {:.1} GMAC/s = {:.1} GB/s;",
+            bytes >> 10,
+            reps as f64 * macs / t / 1e9,
+            reps as f64 * macs / t / 1e9
+        );
+    }
+    println!();
 }
 
 /// The AVX-512 panel products alone, over `bytes` of f32 weights (half

@@ -10,9 +10,11 @@
 //! thread. Weights are repacked into column panels so every matrix-vector
 //! product streams memory in order and keeps its running sums in vector
 //! registers; on x86-64 with AVX2 and FMA (checked at run time) the whole
-//! step is compiled for those instructions, and with AVX-512 its products
-//! run [`crate::kernels`]' (on f32 weights, or for generation on bfloat16
-//! or 8-bit copies of them: see [`Kernels::Avx512Bf16`] and
+//! step is compiled for those instructions (its products on f32 weights,
+//! or for generation on 8-bit copies of them with [`crate::kernels`]' AVX2
+//! kernels: [`Kernels::Avx2Int8`]), and with AVX-512 its products run
+//! [`crate::kernels`]' AVX-512 ones (on f32 weights, or for generation on
+//! bfloat16 or 8-bit copies of them: see [`Kernels::Avx512Bf16`] and
 //! [`Kernels::Avx512Int8`]).
 //!
 //! [`NaiveSampler`] is the reference the cached sampler is measured and
@@ -46,13 +48,15 @@ const PORTABLE_FMA: bool = cfg!(target_feature = "fma") || cfg!(target_arch = "a
 
 /// Kernel levels, the const parameter `K` of the step's functions: plain
 /// multiply-adds, fused ones (AVX2 and FMA, or a portable build with FMA),
-/// AVX-512 matrix-vector products on top, those with bfloat16 weights, and
-/// those with 8-bit weights and activations.
+/// AVX-512 matrix-vector products on top, those with bfloat16 weights,
+/// those with 8-bit weights and activations, and the fused level with 8-bit
+/// products in AVX2.
 const PLAIN: u8 = 0;
 const FUSED: u8 = 1;
 const WIDE: u8 = 2;
 const WIDE_BF16: u8 = 3;
 const WIDE_INT8: u8 = 4;
+const FUSED_INT8: u8 = 5;
 /// The level of the portable build.
 const PORTABLE: u8 = if PORTABLE_FMA { FUSED } else { PLAIN };
 
@@ -83,14 +87,21 @@ pub enum Kernels {
     /// bounds the products done so (larger ones run on bfloat16). For
     /// generation; scoring keeps the f32 weights.
     Avx512Int8,
+    /// [`Avx2`](Self::Avx2) with the 8-bit products of
+    /// [`Avx512Int8`](Self::Avx512Int8) (the same integer sums, so the same
+    /// logits) done with AVX2's byte multiply-adds: for CPUs without
+    /// AVX-512, where the f32 weights (0.93 MB for the default model) do not
+    /// fit the L2 cache and their quarter does. For generation.
+    Avx2Int8,
 }
 
 impl Kernels {
     /// The fastest this CPU runs, for generation: the 8-bit kernels where
     /// it has AVX-512 VNNI, else bfloat16 weights where it has AVX-512,
-    /// else [`best`](Self::best).
+    /// else the AVX2 8-bit kernels where it has AVX2 and FMA, else
+    /// [`best`](Self::best).
     pub fn fastest() -> Self {
-        [Kernels::Avx512Int8, Kernels::Avx512Bf16]
+        [Kernels::Avx512Int8, Kernels::Avx512Bf16, Kernels::Avx2Int8]
             .into_iter()
             .find(|k| k.available())
             .unwrap_or_else(Self::best)
@@ -111,7 +122,7 @@ impl Kernels {
     pub fn available(self) -> bool {
         match self {
             Kernels::Portable => true,
-            Kernels::Avx2 => detect_fma(),
+            Kernels::Avx2 | Kernels::Avx2Int8 => detect_fma(),
             Kernels::Avx512 | Kernels::Avx512Bf16 => crate::kernels::has_avx512() && detect_fma(),
             Kernels::Avx512Int8 => crate::kernels::has_avx512_vnni() && detect_fma(),
         }
@@ -188,17 +199,19 @@ impl Packed {
     fn matvec_acc<const K: u8>(&self, x: &[f32], out: &mut [f32], spare: &mut [u32]) {
         debug_assert_eq!(x.len(), self.rows);
         debug_assert_eq!(out.len(), self.cols);
-        // The 8-bit level quantises the activations once for all panels
-        // (its products too large for its integer sums run on bfloat16).
-        let int8 = K == WIDE_INT8 && self.rows <= crate::kernels::MAX_INT8_ROWS;
+        // The 8-bit levels quantise the activations once for all panels
+        // (their products too large for the integer sums run on bfloat16
+        // or f32).
+        let int8 = (K == WIDE_INT8 || K == FUSED_INT8) && self.rows <= crate::kernels::MAX_INT8_ROWS;
         let quads = &mut spare[..if int8 { self.rows.div_ceil(4) } else { 0 }];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: level WIDE_INT8 runs only in functions the CPU was checked
-        // to support AVX-512F, BW and VNNI for; `quads` holds the rows.
-        let step = if int8 {
-            unsafe { crate::kernels::quantise_activations(x, quads) }
-        } else {
-            0.0
+        // to support AVX-512F, BW and VNNI for, FUSED_INT8 in ones checked
+        // for AVX2; `quads` holds the rows.
+        let step = match (int8, K) {
+            (false, _) => 0.0,
+            (true, WIDE_INT8) => unsafe { crate::kernels::quantise_activations(x, quads) },
+            (true, _) => unsafe { crate::kernels::quantise_activations_signed(x, quads) },
         };
         #[cfg(not(target_arch = "x86_64"))]
         let step = 0.0;
@@ -221,23 +234,27 @@ impl Packed {
     }
 
     /// `acc + x · panel p` on the 8-bit panels, `x` quantised to `quads`
-    /// with levels `step` apart: the exact integer sums, less the
-    /// activations' offset, scaled back to f32.
+    /// with levels `step` apart: the exact integer sums (less the
+    /// activations' offset, on AVX-512 VNNI), scaled back to f32.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn int8_panel(&self, p: usize, quads: &[u32], step: f32, acc: [f32; PANEL]) -> [f32; PANEL] {
+    fn int8_panel<const K: u8>(&self, p: usize, quads: &[u32], step: f32, acc: [f32; PANEL]) -> [f32; PANEL] {
         let len = quads.len() * PANEL;
+        let panel = &self.int8[p * len..][..len];
         // SAFETY: as in `matvec_acc`; the panel holds `quads.len() * PANEL`.
         let sums = unsafe {
-            crate::kernels::panel_product_avx512_int8(quads, &self.int8[p * len..][..len], [0; PANEL])
+            if K == WIDE_INT8 {
+                let sums = crate::kernels::panel_product_avx512_int8(quads, panel, [0; PANEL]);
+                let offsets = &self.int8_offset[p * PANEL..][..PANEL];
+                std::array::from_fn(|l| sums[l] - offsets[l])
+            } else {
+                crate::kernels::panel_product_avx2_int8(quads, panel, [0; PANEL])
+            }
         };
         let steps: &[f32; PANEL] = self.int8_step[p * PANEL..][..PANEL]
             .try_into()
             .expect("PANEL long");
-        let offsets: &[i32; PANEL] = self.int8_offset[p * PANEL..][..PANEL]
-            .try_into()
-            .expect("PANEL long");
-        std::array::from_fn(|l| acc[l] + step * steps[l] * (sums[l] - offsets[l]) as f32)
+        std::array::from_fn(|l: usize| acc[l] + step * steps[l] * sums[l] as f32)
     }
 
     /// `acc + x · panel p` with the level's kernel and weight format; the
@@ -256,8 +273,8 @@ impl Packed {
         let _ = quantised;
         #[cfg(target_arch = "x86_64")]
         {
-            if K == WIDE_INT8 && !quantised.0.is_empty() {
-                return self.int8_panel(p, quantised.0, quantised.1, acc);
+            if (K == WIDE_INT8 || K == FUSED_INT8) && !quantised.0.is_empty() {
+                return self.int8_panel::<K>(p, quantised.0, quantised.1, acc);
             }
             // SAFETY: levels WIDE and up run only in functions the
             // CPU was checked to support AVX-512F for (see
@@ -1057,6 +1074,7 @@ impl Sampler {
             Kernels::Avx512Bf16 => return unsafe { self.step_avx512_bf16(class, output) },
             Kernels::Avx512Int8 => return unsafe { self.step_avx512_int8(class, output) },
             Kernels::Avx2 => return unsafe { self.step_fma(class, output) },
+            Kernels::Avx2Int8 => return unsafe { self.step_fma_int8(class, output) },
             Kernels::Portable => {}
         }
         self.step_impl::<PORTABLE>(class, output);
@@ -1066,6 +1084,12 @@ impl Sampler {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn step_fma(&mut self, class: usize, output: bool) {
         self.step_impl::<FUSED>(class, output);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_fma_int8(&mut self, class: usize, output: bool) {
+        self.step_impl::<FUSED_INT8>(class, output);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1249,6 +1273,7 @@ impl NaiveSampler {
             Kernels::Avx512Bf16 => unsafe { self.step_avx512_bf16() },
             Kernels::Avx512Int8 => unsafe { self.step_avx512_int8() },
             Kernels::Avx2 => unsafe { self.step_fma() },
+            Kernels::Avx2Int8 => unsafe { self.step_fma_int8() },
             Kernels::Portable => self.step_impl::<PORTABLE>(),
         }
         &self.scratch.logits
@@ -1276,6 +1301,12 @@ impl NaiveSampler {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn step_fma(&mut self) {
         self.step_impl::<FUSED>();
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_fma_int8(&mut self) {
+        self.step_impl::<FUSED_INT8>();
     }
 
     #[inline(always)]

@@ -88,6 +88,7 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
             Kernels::Avx512,
             Kernels::Avx512Bf16,
             Kernels::Avx512Int8,
+            Kernels::Avx2Int8,
         ] {
             let mut sampler = Sampler::from_model(&model).unwrap();
             if !sampler.use_kernels(kernels) {

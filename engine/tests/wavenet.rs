@@ -291,7 +291,10 @@ fn sampler_logits_match_candle_at_every_step() {
                 eprintln!("config {k} seed {seed} {kernels:?}: max |sampler - candle| = {worst:.2e}");
             }
             bf16_sampler_matches_candle_on_rounded_weights(k, &model, &seq, &expected);
-            int8_sampler_stays_near_candle(k, &model, &seq, &expected);
+            for kernels in [Kernels::Avx512Int8, Kernels::Avx2Int8] {
+                int8_sampler_stays_near_candle(k, kernels, &model, &seq, &expected);
+            }
+            int8_kernels_agree(k, &model, &seq);
         }
     }
 }
@@ -333,10 +336,16 @@ fn bf16_sampler_matches_candle_on_rounded_weights(
 /// kernels) stay near the f32 model's logits at every step: their rounding
 /// of weights and activations moves the logits, but by far less than the
 /// input moves them.
-fn int8_sampler_stays_near_candle(k: usize, model: &WavenetModel, seq: &[usize], expected_f32: &[Vec<f32>]) {
+fn int8_sampler_stays_near_candle(
+    k: usize,
+    kernels: Kernels,
+    model: &WavenetModel,
+    seq: &[usize],
+    expected_f32: &[Vec<f32>],
+) {
     let mut sampler = Sampler::from_model(model).unwrap();
-    if !sampler.use_kernels(Kernels::Avx512Int8) {
-        eprintln!("config {k}: this CPU cannot run the 8-bit kernels");
+    if !sampler.use_kernels(kernels) {
+        eprintln!("config {k}: this CPU cannot run {kernels:?}");
         return;
     }
     let (mut moved, mut spread) = (0.0f32, 0.0f32);
@@ -345,12 +354,31 @@ fn int8_sampler_stays_near_candle(k: usize, model: &WavenetModel, seq: &[usize],
         moved = moved.max(max_abs_diff(got, &expected_f32[t]));
         spread = spread.max(max_abs_diff(&expected_f32[t], &expected_f32[0]));
     }
-    eprintln!("config {k} int8: max |sampler - candle| = {moved:.2e} (spread {spread:.2e})");
-    assert!(moved > 0.0, "config {k}: the 8-bit kernels changed nothing");
+    eprintln!("config {k} {kernels:?}: max |sampler - candle| = {moved:.2e} (spread {spread:.2e})");
+    assert!(moved > 0.0, "config {k}: {kernels:?} changed nothing");
     assert!(
         moved < 0.1 * spread,
-        "config {k}: int8 moved the logits {moved} (spread {spread})"
+        "config {k}: {kernels:?} moved the logits {moved} (spread {spread})"
     );
+}
+
+/// The two 8-bit builds quantise alike and sum the same integers (VNNI's
+/// offset activations less the offset, AVX2's signed ones), so where a CPU
+/// runs both their logits agree at the f32 tolerance at every step.
+fn int8_kernels_agree(k: usize, model: &WavenetModel, seq: &[usize]) {
+    let mut vnni = Sampler::from_model(model).unwrap();
+    let mut avx2 = Sampler::from_model(model).unwrap();
+    if !(vnni.use_kernels(Kernels::Avx512Int8) && avx2.use_kernels(Kernels::Avx2Int8)) {
+        eprintln!("config {k}: this CPU cannot run both 8-bit builds");
+        return;
+    }
+    for (t, &c) in seq.iter().enumerate() {
+        let diff = max_abs_diff(vnni.step(c), avx2.step(c));
+        assert!(
+            diff <= TOLERANCE,
+            "config {k} step {t}: the 8-bit builds differ by {diff}"
+        );
+    }
 }
 
 #[test]
@@ -1041,6 +1069,7 @@ fn reduced_precision_hardly_moves_the_built_in_models_likelihood() {
     for (kernels, per_sample, of_mean) in [
         (Kernels::Avx512Bf16, 0.01, 0.002),
         (Kernels::Avx512Int8, 0.08, 0.01),
+        (Kernels::Avx2Int8, 0.08, 0.01),
     ] {
         let mut fast = exact.clone();
         if !fast.use_kernels(kernels) {

@@ -45,7 +45,8 @@ pub struct GenerateArgs {
     pub prior: TonePriorArgs,
     /// Generate on the fastest kernels this CPU has, as the plugin does
     /// (8-bit weights and activations with AVX-512 VNNI, else bfloat16
-    /// weights with AVX-512); default: the model's exact f32 weights.
+    /// weights with AVX-512, else 8-bit with AVX2); default: the model's
+    /// exact f32 weights.
     #[arg(long)]
     pub fast: bool,
     /// Seed of the random sampling: the same seed gives the same audio.

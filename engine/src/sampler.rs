@@ -91,7 +91,8 @@ pub enum Kernels {
     /// [`Avx512Int8`](Self::Avx512Int8) (the same integer sums, so the same
     /// logits) done with AVX2's byte multiply-adds: for CPUs without
     /// AVX-512, where the f32 weights (0.93 MB for the default model) do not
-    /// fit the L2 cache and their quarter does. For generation.
+    /// fit the L2 cache and their quarter does (products over
+    /// [`crate::kernels::MAX_INT8_ROWS`] rows run on f32). For generation.
     Avx2Int8,
 }
 
@@ -276,8 +277,8 @@ impl Packed {
             if (K == WIDE_INT8 || K == FUSED_INT8) && !quantised.0.is_empty() {
                 return self.int8_panel::<K>(p, quantised.0, quantised.1, acc);
             }
-            // SAFETY: levels WIDE and up run only in functions the
-            // CPU was checked to support AVX-512F for (see
+            // SAFETY: levels WIDE, WIDE_BF16 and WIDE_INT8 run only in
+            // functions the CPU was checked to support AVX-512F for (see
             // `Kernels::available`); the panels have the sizes the kernels
             // read.
             if K == WIDE {

@@ -383,6 +383,43 @@ fn summary() {
     }
 }
 
+/// Rows of the panels the kernels alone are timed on (the default layers'
+/// shape).
+#[cfg(target_arch = "x86_64")]
+const CEILING_ROWS: usize = 64;
+
+/// The median seconds of `reps` passes of 8-bit panel products over
+/// `octets` (panels of [`CEILING_ROWS`] rows), each pass quantising `x`
+/// first, as the sampler does per product.
+///
+/// # Safety
+/// The CPU must run `quantise` and `product`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn int8_seconds(
+    x: &[f32],
+    octets: &[u32],
+    reps: usize,
+    quantise: unsafe fn(&[f32], &mut [u32]) -> f32,
+    product: reverie_engine::kernels::Int8Product,
+) -> f64 {
+    use reverie_engine::kernels::PANEL;
+    let mut quads = [0u32; CEILING_ROWS / 4];
+    let mut sums = [0i32; PANEL];
+    let t = timings(5, || {
+        for _ in 0..reps {
+            // SAFETY: the caller's CPU runs both; quads holds the rows,
+            // each panel CEILING_ROWS / 4 x PANEL quads.
+            unsafe { quantise(black_box(x), &mut quads) };
+            for p in octets.chunks_exact(CEILING_ROWS / 4 * PANEL) {
+                sums = unsafe { product(&quads, p, black_box(sums)) };
+            }
+        }
+    })
+    .0;
+    black_box(sums);
+    t
+}
+
 /// The AVX2 8-bit panel products alone, quantising as the sampler does,
 /// over 32 KB of 8-bit weights (L1) and the default model's 232,448 (its
 /// 0.23 MB, in L2), 64-row panels, cycled: multiply-adds (= weight bytes)
@@ -395,7 +432,7 @@ fn avx2_int8_ceiling() {
     if !Kernels::Avx2Int8.available() {
         return;
     }
-    const ROWS: usize = 64;
+    const ROWS: usize = CEILING_ROWS;
     let x: Vec<f32> = (0..ROWS).map(|i| (i as f32 * 0.37).sin()).collect();
     print!("  AVX2 8-bit panel products alone (64-row panels):");
     for (place, bytes) in [("L1", 32 << 10), ("L2", 232_448)] {
@@ -406,20 +443,16 @@ fn avx2_int8_ceiling() {
         let octets = CacheAligned::from_slice(&octets);
         let macs = (panels * ROWS * PANEL) as f64;
         let reps = 2_000_000_000 / (panels * ROWS * PANEL);
-        let mut quads = [0u32; ROWS / 4];
-        let mut sums = [0i32; PANEL];
-        let t = timings(5, || {
-            for _ in 0..reps {
-                // SAFETY: AVX2 checked; quads holds the rows, each panel
-                // ROWS / 4 x PANEL quads.
-                unsafe { quantise_activations_signed(black_box(&x), &mut quads) };
-                for p in octets.chunks_exact(ROWS / 4 * PANEL) {
-                    sums = unsafe { panel_product_avx2_int8(&quads, p, black_box(sums)) };
-                }
-            }
-        })
-        .0;
-        black_box(sums);
+        // SAFETY: AVX2 checked.
+        let t = unsafe {
+            int8_seconds(
+                &x,
+                &octets,
+                reps,
+                quantise_activations_signed,
+                panel_product_avx2_int8,
+            )
+        };
         print!(
             " weights in {place} ({} KB): {:.1} GMAC/s = {:.1} GB/s;",
             bytes >> 10,
@@ -442,7 +475,7 @@ fn stream_ceiling() {
     if !Kernels::Avx512.available() {
         return;
     }
-    const ROWS: usize = 64;
+    const ROWS: usize = CEILING_ROWS;
     let x: Vec<f32> = (0..ROWS).map(|i| (i as f32 * 0.37).sin()).collect();
     println!("  AVX-512 panel products alone (64-row panels), the memory's ceiling:");
     for (place, bytes) in [("L1", 32 << 10), ("L2", 232_448 * 4)] {
@@ -487,23 +520,9 @@ fn stream_ceiling() {
             }
         })
         .0;
-        let int8 = has_avx512_vnni().then(|| {
-            let mut quads = [0u32; ROWS / 4];
-            let mut sums = [0i32; PANEL];
-            let t = timings(5, || {
-                for _ in 0..reps {
-                    // SAFETY: VNNI checked; quads holds the rows, each
-                    // panel ROWS / 4 x PANEL quads. Quantised per product,
-                    // as the sampler does.
-                    unsafe { quantise_activations(black_box(&x), &mut quads) };
-                    for p in octets.chunks_exact(ROWS / 4 * PANEL) {
-                        sums = unsafe { panel_product_avx512_int8(&quads, p, black_box(sums)) };
-                    }
-                }
-            })
-            .0;
-            black_box(sums);
-            t
+        // SAFETY: VNNI checked.
+        let int8 = has_avx512_vnni().then(|| unsafe {
+            int8_seconds(&x, &octets, reps, quantise_activations, panel_product_avx512_int8)
         });
         black_box(acc);
         let n = reps as f64 * macs;

@@ -453,6 +453,10 @@ pub unsafe fn panel_product_avx2_int8(quads: &[u32], panel: &[u32], acc: [i32; P
     out
 }
 
+/// What both 8-bit panel products are ([`panel_product_avx512_int8`],
+/// [`panel_product_avx2_int8`]): the quads, the panel, the sums to add to.
+pub type Int8Product = unsafe fn(&[u32], &[u32], [i32; PANEL]) -> [i32; PANEL];
+
 /// Four rows' signed 8-bit weights of one column as one lane of an 8-bit
 /// panel (see [`panel_product_avx512_int8`]).
 pub fn int8_quad(rows: [i8; 4]) -> u32 {
@@ -636,20 +640,13 @@ mod tests {
         assert_eq!(quads, [0x8080_8080; 2]);
     }
 
-    #[test]
-    fn the_int8_panel_product_is_the_exact_integer_sum() {
-        if !has_avx512_vnni() {
-            eprintln!("skipped: no AVX-512 VNNI on this CPU");
-            return;
-        }
-        for rows in [1usize, 4, 5, 15, 16, 17, 64, 130, 640] {
-            let u = |r: usize| {
-                if r < rows {
-                    ((r * 71 + 13) % 256) as u8
-                } else {
-                    128
-                }
-            };
+    /// Checks an 8-bit panel product against the exact integer sum, on
+    /// panels of 1 to 640 rows whose weights cover every signed level:
+    /// `level(r)` is row r's activation as the product reads its byte (its
+    /// low 8 bits), `pad` the byte past the rows in the last quad.
+    fn check_int8_product(level: impl Fn(usize) -> i32, pad: u8, product: Int8Product) {
+        for rows in [1usize, 4, 5, 8, 9, 15, 16, 17, 64, 130, 640] {
+            let byte = |r: usize| if r < rows { level(r) as u8 } else { pad };
             let w = |r: usize, l: usize| {
                 if r < rows {
                     (((r * PANEL + l) * 97 % 255) as i32 - 127) as i8
@@ -658,22 +655,30 @@ mod tests {
                 }
             };
             let quads: Vec<u32> = (0..rows.div_ceil(4))
-                .map(|q| u32::from_le_bytes(std::array::from_fn(|j| u(4 * q + j))))
+                .map(|q| u32::from_le_bytes(std::array::from_fn(|j| byte(4 * q + j))))
                 .collect();
             let panel: Vec<u32> = (0..rows.div_ceil(4))
                 .flat_map(|q| (0..PANEL).map(move |l| int8_quad(std::array::from_fn(|j| w(4 * q + j, l)))))
                 .collect();
             let acc: [i32; PANEL] = std::array::from_fn(|l| l as i32 * 1000 - 7);
-            // SAFETY: checked above; the panel has the quads x PANEL.
-            let got = unsafe { panel_product_avx512_int8(&quads, &panel, acc) };
+            // SAFETY: the callers checked the CPU; the panel has the quads
+            // x PANEL.
+            let got = unsafe { product(&quads, &panel, acc) };
             for l in 0..PANEL {
-                let want = acc[l]
-                    + (0..rows)
-                        .map(|r| i32::from(u(r)) * i32::from(w(r, l)))
-                        .sum::<i32>();
+                let want = acc[l] + (0..rows).map(|r| level(r) * i32::from(w(r, l))).sum::<i32>();
                 assert_eq!(got[l], want, "rows {rows}, column {l}");
             }
         }
+    }
+
+    #[test]
+    fn the_int8_panel_product_is_the_exact_integer_sum() {
+        if !has_avx512_vnni() {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU");
+            return;
+        }
+        // Unsigned bytes, 128 the zero level.
+        check_int8_product(|r| ((r * 71 + 13) % 256) as i32, 128, panel_product_avx512_int8);
     }
 
     /// Whether this CPU runs the AVX2 kernels.
@@ -731,41 +736,10 @@ mod tests {
             eprintln!("skipped: no AVX2 on this CPU");
             return;
         }
-        for rows in [1usize, 4, 5, 8, 9, 15, 16, 17, 64, 130, 640] {
-            // Every level of both signs, the extremes among them, where
-            // vpmaddubsw's pair sums would saturate without the sign trick
-            // (127 x 127 twice is near its limit, 255 x 127 twice is past).
-            let a = |r: usize| {
-                if r < rows {
-                    (((r * 71 + 13) % 255) as i32 - 127) as i8
-                } else {
-                    0
-                }
-            };
-            let w = |r: usize, l: usize| {
-                if r < rows {
-                    (((r * PANEL + l) * 97 % 255) as i32 - 127) as i8
-                } else {
-                    0
-                }
-            };
-            let quads: Vec<u32> = (0..rows.div_ceil(4))
-                .map(|q| u32::from_le_bytes(std::array::from_fn(|j| a(4 * q + j) as u8)))
-                .collect();
-            let panel: Vec<u32> = (0..rows.div_ceil(4))
-                .flat_map(|q| (0..PANEL).map(move |l| int8_quad(std::array::from_fn(|j| w(4 * q + j, l)))))
-                .collect();
-            let acc: [i32; PANEL] = std::array::from_fn(|l| l as i32 * 1000 - 7);
-            // SAFETY: checked above; the panel has the quads x PANEL.
-            let got = unsafe { panel_product_avx2_int8(&quads, &panel, acc) };
-            for l in 0..PANEL {
-                let want = acc[l]
-                    + (0..rows)
-                        .map(|r| i32::from(a(r)) * i32::from(w(r, l)))
-                        .sum::<i32>();
-                assert_eq!(got[l], want, "rows {rows}, column {l}");
-            }
-        }
+        // Every level of both signs, the extremes among them, where
+        // vpmaddubsw's pair sums would saturate without the sign trick
+        // (127 x 127 twice is near its limit, 255 x 127 twice is past).
+        check_int8_product(|r| ((r * 71 + 13) % 255) as i32 - 127, 0, panel_product_avx2_int8);
         // The saturating corner itself: every pair at +-127 x +-127.
         let quads = [int8_quad([127, -127, 127, -127])];
         let panel: Vec<u32> = (0..PANEL).map(|_| int8_quad([127, -127, -127, 127])).collect();

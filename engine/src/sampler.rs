@@ -255,7 +255,7 @@ impl Packed {
         let steps: &[f32; PANEL] = self.int8_step[p * PANEL..][..PANEL]
             .try_into()
             .expect("PANEL long");
-        std::array::from_fn(|l: usize| acc[l] + step * steps[l] * sums[l] as f32)
+        std::array::from_fn(|l| acc[l] + step * steps[l] * sums[l] as f32)
     }
 
     /// `acc + x · panel p` with the level's kernel and weight format; the

@@ -106,5 +106,11 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
             32.0 / (r.median_ns * 1e-9)
         );
     }
+    if let Some(r) = median("train/wavenet_adam_step_4x8000") {
+        println!(
+            "WaveNet training throughput (default config, batch 4 x 8000 scored samples): {:.0} samples/s",
+            32_000.0 / (r.median_ns * 1e-9)
+        );
+    }
     Ok(())
 }

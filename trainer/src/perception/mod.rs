@@ -257,7 +257,7 @@ impl PerceptionTrainer {
             .net
             .forward_train(&x, &mut |layer, mean, var| stats.push((layer, mean, var)))?;
         let loss = candle_nn::loss::cross_entropy(&act.logits, &y)?;
-        let loss_value = self.checked_loss(&loss, DIVERGED)?;
+        let loss_value = self.checked_loss(loss.to_scalar::<f32>()?, DIVERGED)?;
         let predicted = act.logits.argmax(1)?.to_vec1::<u32>()?;
         let correct = predicted.iter().zip(&labels).filter(|(p, t)| p == t).count();
 

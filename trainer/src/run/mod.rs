@@ -465,10 +465,9 @@ impl<T: Task> Trainer<T> {
         Ok(())
     }
 
-    /// The value of the next step's `loss`, or [`TrainError::Diverged`]
-    /// (with the task's `advice`) when it is not finite.
-    pub(crate) fn checked_loss(&self, loss: &Tensor, advice: &'static str) -> Result<f32, TrainError> {
-        let value = loss.to_scalar::<f32>()?;
+    /// The next step's loss `value`, or [`TrainError::Diverged`] (with the
+    /// task's `advice`) when it is not finite.
+    pub(crate) fn checked_loss(&self, value: f32, advice: &'static str) -> Result<f32, TrainError> {
         if !value.is_finite() {
             return Err(TrainError::Diverged {
                 step: self.progress.counters().step + 1,

@@ -1,0 +1,646 @@
+//! The WaveNet's training loss and its gradients, written out by hand.
+//!
+//! candle's autograd spends most of a WaveNet step outside the matrix
+//! products: every narrow, concatenation and broadcast of the forward pass
+//! becomes fresh full-size tensors in the backward one (zero padding for
+//! each slice, a sum for each bias), and the gated activation alone is five
+//! element-wise passes each way. Here one pass per layer does the gate, the
+//! slices are offsets into one buffer, biases are summed as rows go by, and
+//! every product runs straight on `gemm` (the kernels candle itself calls),
+//! accumulating in place. Each sequence of the batch runs on its own
+//! thread. The arithmetic is the engine's forward pass
+//! ([`WavenetNet::forward_with_predictions`] with [`Padding::Valid`], then
+//! the mean cross-entropy); the tests check loss and gradients against
+//! candle's autograd of exactly that.
+//!
+//! [`Padding::Valid`]: reverie_engine::wavenet::Padding::Valid
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+use reverie_engine::model_file::Layout;
+use reverie_engine::wavenet::WavenetNet;
+
+use super::chunks::Batch;
+
+/// A network's tensors as plain row-major `[in, out]` data.
+type Data = WavenetNet<Vec<f32>>;
+
+/// The mean cross-entropy (nats per scored sample) of `batch`'s last `len`
+/// positions of every row, and its gradient for each of `vars` (the
+/// network's trainable tensors, in the order of [`Layout::named`]), as
+/// `loss.backward()` of the candle forward pass would give.
+pub(crate) fn loss_and_gradients(
+    net: &WavenetNet,
+    vars: &[Var],
+    batch: &Batch,
+    len: usize,
+) -> Result<(f32, GradStore)> {
+    let weights: Data = net.try_map(|_, _, t| t.flatten_all()?.to_vec1::<f32>())?;
+    let inputs = batch.inputs.to_vec2::<u32>()?;
+    let predictions = batch
+        .predictions
+        .iter()
+        .map(|p| p.to_vec2::<u32>())
+        .collect::<Result<Vec<_>>>()?;
+    let targets = batch.targets.to_vec1::<u32>()?;
+    let rows = inputs.len();
+    let field = net.receptive_field();
+    if rows == 0
+        || len == 0
+        || inputs.iter().any(|row| row.len() != field - 1 + len)
+        || targets.len() != rows * len
+    {
+        candle_core::bail!("a batch of {rows} rows does not hold {len} scored samples per row");
+    }
+    let dims = Dims::of(net)?;
+    within_classes("input", inputs.iter().flatten(), dims.c)?;
+    within_classes("prediction", predictions.iter().flatten().flatten(), dims.c)?;
+    within_classes("target", &targets, dims.c)?;
+    let scale = 1.0 / (rows * len) as f32;
+    let threads = candle_core::utils::get_num_threads().clamp(1, rows);
+    let zero: Data = weights
+        .try_map(|_, _, w| Ok::<_, std::convert::Infallible>(vec![0.0f32; w.len()]))
+        .unwrap_or_else(|never| match never {});
+    let parts: Vec<(f64, Data)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let (weights, inputs, predictions, targets, zero) =
+                    (&weights, &inputs, &predictions, &targets, &zero);
+                s.spawn(move || {
+                    let mut grads = zero.clone();
+                    let mut loss = 0.0;
+                    for b in (k..rows).step_by(threads) {
+                        let preds: Vec<&[u32]> = predictions.iter().map(|p| p[b].as_slice()).collect();
+                        let item = Item {
+                            inputs: &inputs[b],
+                            predictions: &preds,
+                            targets: &targets[b * len..(b + 1) * len],
+                        };
+                        loss += sequence(weights, dims, item, scale, &mut grads);
+                    }
+                    (loss, grads)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut loss = 0.0;
+    let mut total: Option<Data> = None;
+    for (l, g) in parts {
+        loss += l;
+        match &mut total {
+            None => total = Some(g),
+            Some(t) => *t = sum_data(t, &g),
+        }
+    }
+    let total = total.unwrap_or(zero);
+    let mut store = GradStore::default();
+    let named = net.named();
+    let grads = total.named();
+    for ((_, _, tensor), (_, _, grad)) in named.iter().zip(grads) {
+        if let Some(var) = vars.iter().find(|v| v.as_tensor().id() == tensor.id()) {
+            store.insert(
+                var.as_tensor(),
+                Tensor::from_vec(grad.clone(), tensor.shape(), tensor.device())?,
+            );
+        }
+    }
+    Ok(((loss * f64::from(scale)) as f32, store))
+}
+
+/// An error naming the first of `classes` that is not below `count`.
+fn within_classes<'a>(what: &str, classes: impl IntoIterator<Item = &'a u32>, count: usize) -> Result<()> {
+    match classes.into_iter().find(|&&k| k as usize >= count) {
+        Some(bad) => candle_core::bail!("{what} class {bad} is outside the model's {count} classes"),
+        None => Ok(()),
+    }
+}
+
+/// `a + b`, tensor by tensor.
+fn sum_data(a: &Data, b: &Data) -> Data {
+    let b_named = b.named();
+    let mut parts = b_named.into_iter();
+    a.try_map(|_, _, x| {
+        let (_, _, y) = parts.next().expect("the same layout");
+        Ok::<_, std::convert::Infallible>(x.iter().zip(y).map(|(x, y)| x + y).collect())
+    })
+    .unwrap_or_else(|never| match never {})
+}
+
+/// Channel counts.
+#[derive(Clone, Copy)]
+struct Dims {
+    r: usize,
+    d: usize,
+    s: usize,
+    c: usize,
+}
+
+impl Dims {
+    fn of(net: &WavenetNet) -> Result<Self> {
+        let (c, r) = net.embedding.dims2()?;
+        let (s, c2) = net.head2_w.dims2()?;
+        let d = net
+            .layers
+            .first()
+            .map(|l| l.skip_w.dims2())
+            .transpose()?
+            .map_or(0, |(d, _)| d);
+        if c2 != c || d == 0 {
+            candle_core::bail!("a WaveNet without layers or with mismatched classes");
+        }
+        Ok(Self { r, d, s, c })
+    }
+}
+
+/// One row of the batch.
+struct Item<'a> {
+    inputs: &'a [u32],
+    predictions: &'a [&'a [u32]],
+    targets: &'a [u32],
+}
+
+/// The summed loss of one sequence; its gradients (times `scale`) are added
+/// to `g`.
+fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f64 {
+    let Dims { r, d, s, c } = dims;
+    let len = item.targets.len();
+    let t0 = item.inputs.len();
+
+    // Forward, keeping what the backward pass needs: each layer's input,
+    // its tanh and sigmoid values, and its gated activation.
+    let mut h = vec![0.0f32; t0 * r];
+    for (t, row) in h.chunks_exact_mut(r).enumerate() {
+        row.copy_from_slice(&w.embedding[item.inputs[t] as usize * r..][..r]);
+        for (e, p) in w.prediction_embeddings.iter().zip(item.predictions) {
+            add(row, &e[p[t] as usize * r..][..r]);
+        }
+    }
+    let mut skip_bias = vec![0.0f32; s];
+    for layer in &w.layers {
+        add(&mut skip_bias, &layer.skip_b);
+    }
+    let mut skip = repeat_rows(&skip_bias, len);
+    let mut saved: Vec<Saved> = Vec::with_capacity(w.layers.len());
+    for layer in &w.layers {
+        let t = h.len() / r;
+        let t1 = t - layer.dilation;
+        let mut gates = repeat_rows(&layer.filter_gate_b, t1);
+        let fg = View::rows_of(&layer.filter_gate_w, 2 * d);
+        let hv = View::rows_of(&h, r);
+        matmul(&mut gates, hv.rows(0, t1), fg.rows(0, r), true);
+        matmul(&mut gates, hv.rows(layer.dilation, t1), fg.rows(r, r), true);
+        let mut act = vec![0.0f32; t1 * d];
+        for (z, a) in gates.chunks_exact_mut(2 * d).zip(act.chunks_exact_mut(d)) {
+            let (f, gt) = z.split_at_mut(d);
+            for ((f, gt), a) in f.iter_mut().zip(gt).zip(a) {
+                *f = tanh(*f);
+                *gt = sigmoid(*gt);
+                *a = *f * *gt;
+            }
+        }
+        let av = View::rows_of(&act, d);
+        matmul(
+            &mut skip,
+            av.rows(t1 - len, len),
+            View::rows_of(&layer.skip_w, s),
+            true,
+        );
+        let next = match &layer.residual {
+            Some((rw, rb)) => {
+                let mut next = h[layer.dilation * r..].to_vec();
+                for row in next.chunks_exact_mut(r) {
+                    add(row, rb);
+                }
+                matmul(&mut next, av, View::rows_of(rw, r), true);
+                next
+            }
+            None => Vec::new(),
+        };
+        saved.push(Saved {
+            input: std::mem::replace(&mut h, next),
+            gates,
+            act,
+        });
+    }
+    relu(&mut skip);
+    let mut hidden = repeat_rows(&w.head1_b, len);
+    matmul(
+        &mut hidden,
+        View::rows_of(&skip, s),
+        View::rows_of(&w.head1_w, s),
+        true,
+    );
+    relu(&mut hidden);
+    let mut logits = repeat_rows(&w.head2_b, len);
+    matmul(
+        &mut logits,
+        View::rows_of(&hidden, s),
+        View::rows_of(&w.head2_w, c),
+        true,
+    );
+
+    // Softmax cross-entropy; the logits become their gradient.
+    let mut loss = 0.0f64;
+    for (row, &target) in logits.chunks_exact_mut(c).zip(item.targets) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let target = target as usize;
+        loss += f64::from(sum.ln() - (row[target].ln()));
+        let norm = scale / sum;
+        for v in row.iter_mut() {
+            *v *= norm;
+        }
+        row[target] -= scale;
+    }
+
+    // The head, backwards.
+    let dlogits = View::rows_of(&logits, c);
+    matmul(&mut g.head2_w, View::rows_of(&hidden, s).t(), dlogits, true);
+    add_column_sums(&mut g.head2_b, &logits);
+    let mut dhidden = vec![0.0f32; len * s];
+    matmul(&mut dhidden, dlogits, View::rows_of(&w.head2_w, c).t(), false);
+    mask_by_positive(&mut dhidden, &hidden);
+    let dh = View::rows_of(&dhidden, s);
+    matmul(&mut g.head1_w, View::rows_of(&skip, s).t(), dh, true);
+    add_column_sums(&mut g.head1_b, &dhidden);
+    let mut dskip = vec![0.0f32; len * s];
+    matmul(&mut dskip, dh, View::rows_of(&w.head1_w, s).t(), false);
+    mask_by_positive(&mut dskip, &skip);
+    let mut dskip_bias = vec![0.0f32; s];
+    add_column_sums(&mut dskip_bias, &dskip);
+    let dskip = View::rows_of(&dskip, s);
+
+    // The layers, last first; `dnext` is the gradient of the layer's
+    // output (none for the last, whose output feeds nothing).
+    let mut dnext: Option<Vec<f32>> = None;
+    for (layer, gl) in w.layers.iter().zip(g.layers.iter_mut()).rev() {
+        let Saved {
+            input,
+            mut gates,
+            act,
+        } = saved.pop().expect("one saved entry per layer");
+        let t = input.len() / r;
+        let t1 = t - layer.dilation;
+        add(&mut gl.skip_b, &dskip_bias);
+        let av = View::rows_of(&act, d);
+        let mut dact = vec![0.0f32; t1 * d];
+        matmul(
+            &mut dact[(t1 - len) * d..],
+            dskip,
+            View::rows_of(&layer.skip_w, s).t(),
+            false,
+        );
+        matmul(&mut gl.skip_w, av.rows(t1 - len, len).t(), dskip, true);
+        if let (Some(dn), Some((rw, _)), Some((grw, grb))) = (&dnext, &layer.residual, &mut gl.residual) {
+            let dnv = View::rows_of(dn, r);
+            matmul(&mut dact, dnv, View::rows_of(rw, r).t(), true);
+            matmul(grw, av.t(), dnv, true);
+            add_column_sums(grb, dn);
+        }
+        drop(act);
+        // d tanh = 1 - tanh^2, d sigmoid = sigmoid (1 - sigmoid).
+        for (z, da) in gates.chunks_exact_mut(2 * d).zip(dact.chunks_exact(d)) {
+            let (f, gt) = z.split_at_mut(d);
+            for ((f, gt), &da) in f.iter_mut().zip(gt).zip(da) {
+                let (th, sg) = (*f, *gt);
+                *f = da * sg * (1.0 - th * th);
+                *gt = da * th * sg * (1.0 - sg);
+            }
+        }
+        add_column_sums(&mut gl.filter_gate_b, &gates);
+        let dz = View::rows_of(&gates, 2 * d);
+        let hv = View::rows_of(&input, r);
+        let (gtop, gbottom) = gl.filter_gate_w.split_at_mut(r * 2 * d);
+        matmul(gtop, hv.rows(0, t1).t(), dz, true);
+        matmul(gbottom, hv.rows(layer.dilation, t1).t(), dz, true);
+        let fg = View::rows_of(&layer.filter_gate_w, 2 * d);
+        let mut dinput = vec![0.0f32; t * r];
+        if let Some(dn) = &dnext {
+            // The residual path: the current input passes straight on.
+            dinput[layer.dilation * r..].copy_from_slice(dn);
+        }
+        matmul(&mut dinput[..t1 * r], dz, fg.rows(0, r).t(), true);
+        matmul(&mut dinput[layer.dilation * r..], dz, fg.rows(r, r).t(), true);
+        dnext = Some(dinput);
+    }
+    if let Some(dinput) = dnext {
+        for (t, row) in dinput.chunks_exact(r).enumerate() {
+            add(&mut g.embedding[item.inputs[t] as usize * r..][..r], row);
+            for (e, p) in g.prediction_embeddings.iter_mut().zip(item.predictions) {
+                add(&mut e[p[t] as usize * r..][..r], row);
+            }
+        }
+    }
+    loss
+}
+
+/// What one layer's forward pass leaves for its backward pass.
+struct Saved {
+    /// The layer's input, `[t, r]`.
+    input: Vec<f32>,
+    /// `tanh` of the filter and `sigmoid` of the gate, `[t - dilation, 2d]`.
+    gates: Vec<f32>,
+    /// Their product, `[t - dilation, d]`.
+    act: Vec<f32>,
+}
+
+/// A matrix inside a slice: element `(i, j)` at `offset + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// `data` as row-major rows of `cols`.
+    fn rows_of(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            offset: 0,
+            rows: data.len() / cols,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// Rows `first..first + n` (of a row-major view).
+    fn rows(self, first: usize, n: usize) -> Self {
+        assert!(
+            first + n <= self.rows,
+            "rows {first}..{} of {}",
+            first + n,
+            self.rows
+        );
+        Self {
+            offset: self.offset + first * self.rs,
+            rows: n,
+            ..self
+        }
+    }
+
+    /// The transpose (no copy).
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside the slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (+)= lhs * rhs` with `dst` row-major `[lhs.rows, rhs.cols]`: added
+/// to what is there when `accumulate`, written over it otherwise.
+fn matmul(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, accumulate: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(rhs.rows == k, "a [{m}, {k}] x [{}, {n}] product", rhs.rows);
+    assert!(
+        dst.len() == m * n,
+        "a [{m}, {n}] product into {} values",
+        dst.len()
+    );
+    assert!(
+        lhs.in_bounds() && rhs.in_bounds(),
+        "a product reads outside its data"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the asserts above keep every index gemm forms for the three
+    // matrices (row and column strides within the checked extents) inside
+    // the slices, and `dst` is borrowed mutably, so nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `n` copies of `row`, one after another.
+fn repeat_rows(row: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(row.len() * n);
+    for _ in 0..n {
+        out.extend_from_slice(row);
+    }
+    out
+}
+
+fn add(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+/// Adds the column sums of the row-major `m` (rows as long as `dst`).
+fn add_column_sums(dst: &mut [f32], m: &[f32]) {
+    let mut sums = vec![0.0f32; dst.len()];
+    for row in m.chunks_exact(dst.len()) {
+        add(&mut sums, row);
+    }
+    add(dst, &sums);
+}
+
+fn relu(x: &mut [f32]) {
+    for v in x {
+        *v = v.max(0.0);
+    }
+}
+
+/// Zeroes the gradient where the ReLU's output was not positive.
+fn mask_by_positive(grad: &mut [f32], out: &[f32]) {
+    for (g, &o) in grad.iter_mut().zip(out) {
+        if o <= 0.0 {
+            *g = 0.0;
+        }
+    }
+}
+
+/// `tanh` through one `exp` (the library's `tanhf` costs several times
+/// more, and this loop runs on every gate of every step); within 1e-7 of
+/// it, clamped where `exp` would overflow.
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / ((2.0 * x.min(40.0)).exp() + 1.0)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use rand::{Rng, SeedableRng};
+    use reverie_engine::predictor::PredictorConfig;
+    use reverie_engine::wavenet::WavenetConfig;
+
+    /// A random network (biases and prediction embeddings included, so
+    /// every gradient is exercised) as trainable variables.
+    fn random_net(config: &WavenetConfig, seed: u64) -> (WavenetNet, Vec<Var>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut vars = Vec::new();
+        let net = config
+            .shapes()
+            .try_map(|_, _, shape| -> Result<Tensor> {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = (0..n).map(|_| rng.random_range(-0.6..0.6)).collect();
+                let var = Var::from_tensor(&Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?)?;
+                let t = var.as_tensor().clone();
+                vars.push(var);
+                Ok(t)
+            })
+            .unwrap();
+        (net, vars)
+    }
+
+    fn random_batch(net: &WavenetNet, rows: usize, len: usize, seed: u64) -> Batch {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let classes = net.embedding.dim(0).unwrap() as u32;
+        let width = net.receptive_field() - 1 + len;
+        let mut draw = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..classes)).collect() };
+        let inputs = Tensor::from_vec(draw(rows * width), (rows, width), &Device::Cpu).unwrap();
+        let predictions = (0..net.prediction_embeddings.len())
+            .map(|_| Tensor::from_vec(draw(rows * width), (rows, width), &Device::Cpu).unwrap())
+            .collect();
+        let targets = Tensor::from_vec(draw(rows * len), rows * len, &Device::Cpu).unwrap();
+        Batch {
+            inputs,
+            predictions,
+            targets,
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// Loss and every gradient agree with candle's autograd of the
+    /// engine's forward pass and the mean cross-entropy.
+    fn matches_autograd(config: WavenetConfig, rows: usize, len: usize, seed: u64) {
+        let (net, vars) = random_net(&config, seed);
+        let batch = random_batch(&net, rows, len, seed + 100);
+        let reference = super::super::scored_loss(&net, &batch, len).unwrap();
+        let reference_grads = reference.backward().unwrap();
+        let (loss, grads) = loss_and_gradients(&net, &vars, &batch, len).unwrap();
+        let want = reference.to_scalar::<f32>().unwrap();
+        assert!(
+            (loss - want).abs() <= 1e-5 * want.abs(),
+            "loss {loss} against autograd's {want}"
+        );
+        for ((name, _, _), var) in net.named().into_iter().zip(&vars) {
+            let want = values(reference_grads.get(var.as_tensor()).unwrap());
+            let got = values(
+                grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("no gradient for {name}")),
+            );
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(
+                scale > 0.0,
+                "{name}: autograd's gradient is zero, the test would prove nothing"
+            );
+            let worst = got
+                .iter()
+                .zip(&want)
+                .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+            assert!(
+                worst <= 1e-4 * scale,
+                "{name}: off by {worst} where the gradient reaches {scale}"
+            );
+        }
+    }
+
+    fn small(dilations: Vec<usize>, predictor: Option<PredictorConfig>) -> WavenetConfig {
+        WavenetConfig {
+            dilations,
+            residual_channels: 4,
+            dilation_channels: 5,
+            skip_channels: 6,
+            classes: 16,
+            predictor,
+            ..WavenetConfig::default()
+        }
+    }
+
+    #[test]
+    fn plain_network_matches_autograd() {
+        matches_autograd(small(vec![1, 2, 4, 1, 3], None), 3, 7, 1);
+    }
+
+    #[test]
+    fn prediction_inputs_match_autograd() {
+        let both = PredictorConfig::for_rate(8_000);
+        let short = PredictorConfig {
+            long_term: false,
+            ..both
+        };
+        matches_autograd(small(vec![2, 1, 8], Some(both)), 2, 5, 2);
+        matches_autograd(small(vec![1, 4], Some(short)), 4, 9, 3);
+    }
+
+    #[test]
+    fn one_layer_and_one_scored_sample_match_autograd() {
+        matches_autograd(small(vec![3], None), 1, 1, 4);
+    }
+
+    #[test]
+    fn a_class_outside_the_model_is_an_error() {
+        let (net, vars) = random_net(&small(vec![1, 2], None), 5);
+        let mut batch = random_batch(&net, 2, 3, 6);
+        batch.targets = Tensor::from_vec(vec![0u32, 1, 2, 3, 4, 16], 6, &Device::Cpu).unwrap();
+        let err = loss_and_gradients(&net, &vars, &batch, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("target class 16"), "{err}");
+    }
+}

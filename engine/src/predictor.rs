@@ -8,7 +8,8 @@
 //! - **short-term** (the spectral envelope): order-`order` linear prediction
 //!   from the autocorrelation of the last `window` samples (Hann-weighted,
 //!   with a small white-noise correction so a pure tone stays well
-//!   conditioned), solved by Levinson-Durbin;
+//!   conditioned), solved by Levinson-Durbin, and optionally
+//!   bandwidth-expanded as G.728 does (see [`PredictorConfig::expansion`]);
 //! - **long-term** (the pitch): the short-term residual one pitch period
 //!   back, scaled; the lag is where the normalised correlation of the last
 //!   `window` residuals with their own past peaks, between `min_lag` and
@@ -22,7 +23,7 @@
 //! predictions bit for bit wherever the predictor runs.
 
 /// How the predictor is built; stored with a model that uses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PredictorConfig {
     /// Short-term prediction order (16 to 32 for audio at 16 kHz).
     pub order: usize,
@@ -36,6 +37,24 @@ pub struct PredictorConfig {
     pub min_lag: usize,
     /// Longest pitch period searched, in samples.
     pub max_lag: usize,
+    /// Bandwidth expansion of the short-term stage, G.728's (which uses
+    /// 253/256): coefficient `k` (1-based) is scaled by `expansion^k`,
+    /// which moves every pole of the synthesis filter inward by that factor
+    /// and widens each resonance by about `(1 - expansion) * rate / pi`
+    /// Hz. A backward-adaptive predictor refitted to its own output can
+    /// sharpen a resonance fit after fit into a whistle; this bounds that.
+    /// 1 (every file before the option, which stores nothing for it):
+    /// none.
+    #[serde(default = "no_expansion", skip_serializing_if = "is_no_expansion")]
+    pub expansion: f32,
+}
+
+fn no_expansion() -> f32 {
+    1.0
+}
+
+fn is_no_expansion(e: &f32) -> bool {
+    *e == 1.0
 }
 
 impl PredictorConfig {
@@ -50,6 +69,7 @@ impl PredictorConfig {
             long_term: true,
             min_lag: ms(2.0),
             max_lag: ms(20.0),
+            expansion: 1.0,
         }
     }
 
@@ -69,6 +89,9 @@ impl PredictorConfig {
         }
         if self.long_term && (self.min_lag == 0 || self.min_lag > self.max_lag) {
             return bad("the pitch lags must satisfy 1 <= min_lag <= max_lag");
+        }
+        if !(self.expansion > 0.0 && self.expansion <= 1.0) {
+            return bad("the bandwidth expansion must be above 0 and at most 1");
         }
         Ok(())
     }
@@ -258,8 +281,11 @@ impl Predictor {
         }
         self.autocorrelation[0] *= 1.0 + NOISE_CORRECTION;
         levinson(&self.autocorrelation, &mut self.levinson, &mut self.previous);
+        let expansion = f64::from(self.config.expansion);
+        let mut scale = 1.0f64;
         for (c, &a) in self.lpc.iter_mut().zip(&self.levinson[1..]) {
-            *c = a as f32;
+            scale *= expansion;
+            *c = (a * scale) as f32;
         }
         if self.config.long_term {
             self.fit_pitch();
@@ -448,6 +474,78 @@ mod tests {
         assert!(residual < 0.08 * signal, "residual {residual}, signal {signal}");
     }
 
+    /// The AR(2) process of the test above, `n` samples.
+    fn ar2(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (mut x1, mut x2) = (0.0f32, 0.0f32);
+        (0..n)
+            .map(|_| {
+                let x = 1.6 * x1 - 0.9 * x2 + 0.01 * rng.random_range(-1.0f32..1.0);
+                (x2, x1) = (x1, x);
+                x
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bandwidth_expansion_scales_coefficient_k_by_the_kth_power() {
+        let x = ar2(4_000, 8);
+        let plain = PredictorConfig::for_rate(16_000);
+        let expanded = PredictorConfig {
+            expansion: 0.98,
+            ..plain
+        };
+        let (mut a, mut b) = (Predictor::new(plain).unwrap(), Predictor::new(expanded).unwrap());
+        let mut checked = 0;
+        for (t, &v) in x.iter().enumerate() {
+            a.push(v);
+            b.push(v);
+            if t % 97 == 0 && t > 1_000 {
+                for (k, (&ca, &cb)) in a.coefficients().iter().zip(b.coefficients()).enumerate() {
+                    let want = f64::from(ca) * 0.98f64.powi(k as i32 + 1);
+                    assert!(
+                        (f64::from(cb) - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                        "sample {t}, coefficient {k}: {cb} against {want}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 20);
+        // The fitted resonance (poles at radius sqrt(0.9) for the process):
+        // the product of the two poles is -c[1], which shrinks by 0.98^2.
+        let (ca, cb) = (a.coefficients(), b.coefficients());
+        assert!(
+            ca[1] < -0.8 && (cb[1] / ca[1] - 0.98 * 0.98).abs() < 1e-4,
+            "{ca:?} {cb:?}"
+        );
+    }
+
+    #[test]
+    fn no_expansion_predicts_bit_for_bit_as_before_and_is_not_stored() {
+        let x = ar2(3_000, 9);
+        let plain = PredictorConfig::for_rate(16_000);
+        let mut p = Predictor::new(plain).unwrap();
+        let mut guesses = vec![0.0; x.len()];
+        p.predict_all(&x, &mut guesses);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("expansion"), "{json}");
+        // A file from before the option reads back as no expansion.
+        let back: PredictorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plain);
+        let stored = serde_json::to_string(&PredictorConfig {
+            expansion: 0.99,
+            ..plain
+        })
+        .unwrap();
+        assert!(stored.contains("\"expansion\":0.99"), "{stored}");
+        // The expansion multiplies by exactly 1: the same predictions.
+        let mut again = Predictor::new(back).unwrap();
+        let mut repeat = vec![0.0; x.len()];
+        again.predict_all(&x, &mut repeat);
+        assert_eq!(guesses, repeat);
+    }
+
     /// A loop of white noise `period` samples long: no short-term
     /// predictor can guess it, a pitch predictor can.
     fn noise_loop(period: usize, len: usize, seed: u64) -> Vec<f32> {
@@ -563,6 +661,18 @@ mod tests {
                 ..good
             },
             PredictorConfig { min_lag: 400, ..good },
+            PredictorConfig {
+                expansion: 0.0,
+                ..good
+            },
+            PredictorConfig {
+                expansion: 1.01,
+                ..good
+            },
+            PredictorConfig {
+                expansion: f32::NAN,
+                ..good
+            },
         ] {
             assert!(
                 matches!(Predictor::new(bad), Err(PredictorError::Config { .. })),

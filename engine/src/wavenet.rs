@@ -125,10 +125,18 @@ impl WavenetConfig {
     pub fn options_text(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(p) = &self.predictor {
-            parts.push(if p.long_term {
-                "prediction inputs (short-term and pitch)".into()
+            let stages = if p.long_term {
+                "short-term and pitch"
             } else {
-                "prediction inputs (short-term)".into()
+                "short-term"
+            };
+            parts.push(if p.expansion < 1.0 {
+                format!(
+                    "prediction inputs ({stages}, bandwidth expansion {})",
+                    p.expansion
+                )
+            } else {
+                format!("prediction inputs ({stages})")
             });
         }
         if self.pre_emphasis {

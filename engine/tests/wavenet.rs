@@ -200,6 +200,7 @@ fn small_predictor(long_term: bool) -> PredictorConfig {
         long_term,
         min_lag: 3,
         max_lag: 17,
+        expansion: 1.0,
     }
 }
 
@@ -225,17 +226,24 @@ fn test_configs_with_predictors() -> Vec<WavenetConfig> {
 }
 
 /// Models with each signal coding option (pre-emphasis, residual target,
-/// both), on prediction inputs.
+/// both), on prediction inputs, and the residual target again with a
+/// bandwidth-expanded predictor.
 fn coded_configs() -> Vec<WavenetConfig> {
     let base = with_predictor(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 256), true);
-    [(true, false), (false, true), (true, true)]
+    let mut coded: Vec<WavenetConfig> = [(true, false), (false, true), (true, true)]
         .into_iter()
         .map(|(pre_emphasis, residual_target)| WavenetConfig {
             pre_emphasis,
             residual_target,
             ..base.clone()
         })
-        .collect()
+        .collect();
+    let mut expanded = coded[1].clone();
+    expanded.predictor = expanded
+        .predictor
+        .map(|p| PredictorConfig { expansion: 0.95, ..p });
+    coded.push(expanded);
+    coded
 }
 
 /// Several small architectures: powers of two and not, one layer (no

@@ -120,6 +120,12 @@ pub struct TrainWavenetArgs {
     /// 2.5 ms, pitch 2-20 ms. Overrides the --config file's `predictor`.
     #[arg(long, value_enum)]
     pub predictor: Option<PredictorArg>,
+    /// Bandwidth expansion of the predictor's short-term stage (G.728's
+    /// 253/256 = 0.9883): coefficient k scaled by GAMMA^k, so a predictor
+    /// refitted to generated audio cannot sharpen a resonance into a
+    /// whistle. Above 0, at most 1 [default: 1, none]. Needs --predictor.
+    #[arg(long, value_name = "GAMMA")]
+    pub bandwidth_expansion: Option<f32>,
     /// Model the pre-emphasised signal (LPCNet's 1 - 0.85 z^-1 before
     /// µ-law, de-emphasis after: the quantisation noise moves under the
     /// low harmonics).
@@ -293,6 +299,14 @@ fn start(
     if let Some(p) = args.predictor {
         net.predictor = p.config(args.rate);
     }
+    if let Some(gamma) = args.bandwidth_expansion {
+        let Some(p) = net.predictor.as_mut() else {
+            bail!("--bandwidth-expansion shapes the predictor: add --predictor both (or short-term)");
+        };
+        p.expansion = gamma;
+        p.validate()
+            .map_err(|e| anyhow::anyhow!("--bandwidth-expansion {gamma}: {e}"))?;
+    }
     net.pre_emphasis |= args.pre_emphasis;
     net.residual_target |= args.residual_target;
     net.tone_aware |= args.tone_aware;
@@ -391,6 +405,7 @@ fn resume(
         ("--seed", args.seed.is_some()),
         ("--config", args.config.is_some()),
         ("--predictor", args.predictor.is_some()),
+        ("--bandwidth-expansion", args.bandwidth_expansion.is_some()),
         ("--pre-emphasis", args.pre_emphasis),
         ("--residual-target", args.residual_target),
         ("--tone-aware", args.tone_aware),

@@ -47,6 +47,19 @@ pub struct PredictorConfig {
     /// none.
     #[serde(default = "no_expansion", skip_serializing_if = "is_no_expansion")]
     pub expansion: f32,
+    /// Loss filter of the pitch stage, as in a Karplus-Strong string: the
+    /// residual one period back is taken through the taps `(a, 1 - 2a, a)`
+    /// around the lag, so each period repeats the highs a little weaker
+    /// (a harmonic at `w` radians per sample by `1 - 4a sin^2(w / 2)`), as a
+    /// piano string's upper partials die sooner than its fundamental. 0
+    /// (every file before the option, which stores nothing for it): the
+    /// single tap at the lag.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pitch_lowpass: f32,
+}
+
+fn is_zero(a: &f32) -> bool {
+    *a == 0.0
 }
 
 fn no_expansion() -> f32 {
@@ -70,6 +83,7 @@ impl PredictorConfig {
             min_lag: ms(2.0),
             max_lag: ms(20.0),
             expansion: 1.0,
+            pitch_lowpass: 0.0,
         }
     }
 
@@ -92,6 +106,12 @@ impl PredictorConfig {
         }
         if !(self.expansion > 0.0 && self.expansion <= 1.0) {
             return bad("the bandwidth expansion must be above 0 and at most 1");
+        }
+        if !(0.0..=0.25).contains(&self.pitch_lowpass) {
+            return bad("the pitch stage's loss filter must be between 0 and 0.25");
+        }
+        if self.pitch_lowpass > 0.0 && self.long_term && self.min_lag < 2 {
+            return bad("the pitch stage's loss filter needs pitch lags of at least 2");
         }
         Ok(())
     }
@@ -169,7 +189,7 @@ impl Predictor {
             autocorrelation: vec![0.0; config.order + 1],
             levinson: vec![0.0; config.order + 1],
             previous: vec![0.0; config.order + 1],
-            recent: vec![0.0; config.window + config.max_lag],
+            recent: vec![0.0; config.window + config.max_lag + 1],
         })
     }
 
@@ -209,10 +229,17 @@ impl Predictor {
     /// The prediction of the next sample from the history so far.
     pub fn predict(&self) -> f32 {
         let short_term = self.short_term();
-        if self.config.long_term {
+        if !self.config.long_term {
+            return short_term;
+        }
+        let a = self.config.pitch_lowpass;
+        if a == 0.0 {
             short_term + self.gain * self.residual(self.lag)
         } else {
-            short_term
+            let past = a * self.residual(self.lag - 1)
+                + (1.0 - 2.0 * a) * self.residual(self.lag)
+                + a * self.residual(self.lag + 1);
+            short_term + self.gain * past
         }
     }
 
@@ -296,8 +323,9 @@ impl Predictor {
     fn fit_pitch(&mut self) {
         let (window, min_lag, max_lag) = (self.config.window, self.config.min_lag, self.config.max_lag);
         // Oldest first, contiguous, so each lag's correlation is one dot
-        // product of two slices.
-        let len = window + max_lag;
+        // product of two slices; one more at the start for the loss
+        // filter's tap beyond the longest lag.
+        let len = window + max_lag + 1;
         let (ring, mask, pushed) = (&self.residuals, self.mask, self.pushed as usize);
         for (j, r) in self.recent.iter_mut().enumerate() {
             *r = ring[pushed.wrapping_sub(len - j) & mask];
@@ -324,6 +352,23 @@ impl Predictor {
             }
         }
         self.lag = best;
+        let a = f64::from(self.config.pitch_lowpass);
+        if a > 0.0 && best_score > 0.0 {
+            // The gain for what the prediction repeats: the filtered past.
+            let start = len - window - best;
+            let (mut cross, mut energy) = (0.0f64, 0.0f64);
+            for (i, &n) in now.iter().enumerate() {
+                let r = |j: usize| f64::from(self.recent[j]);
+                let past = a * r(start + i + 1) + (1.0 - 2.0 * a) * r(start + i) + a * r(start + i - 1);
+                cross += f64::from(n) * past;
+                energy += past * past;
+            }
+            best_gain = if energy > SILENCE * window as f64 {
+                cross / energy
+            } else {
+                0.0
+            };
+        }
         self.gain = best_gain.clamp(0.0, 1.0) as f32;
     }
 }
@@ -519,6 +564,46 @@ mod tests {
             ca[1] < -0.8 && (cb[1] / ca[1] - 0.98 * 0.98).abs() < 1e-4,
             "{ca:?} {cb:?}"
         );
+    }
+
+    #[test]
+    fn the_pitch_loss_filter_predicts_the_filtered_period_back() {
+        let x = noise_loop(170, 6_000, 11);
+        let config = PredictorConfig {
+            pitch_lowpass: 0.2,
+            ..PredictorConfig::for_rate(16_000)
+        };
+        let mut p = Predictor::new(config).unwrap();
+        for &v in &x[..4_000] {
+            p.push(v);
+        }
+        let (lag, gain) = p.pitch();
+        assert_eq!(lag, 170);
+        // A white-noise loop through (0.2, 0.6, 0.2): its correlation with
+        // the filtered past is 0.6 of its power, the filtered power 0.44
+        // of it, so the least-squares gain 1.36 is clamped to 1.
+        assert!(gain > 0.9 && gain <= 1.0, "{gain}");
+        let e = |back: usize| p.residual(back);
+        let want = p.short_term() + gain * (0.2 * e(169) + 0.6 * e(170) + 0.2 * e(171));
+        assert_eq!(p.predict(), want);
+        // The taps weaken the highs of each period: a loop of the
+        // Nyquist-rate alternation is repeated at 1 - 4a = 0.2 of its size
+        // through the filter, so the prediction of it from the pitch stage
+        // alone is far weaker than without the filter.
+        let alternating: Vec<f32> = (0..6_000).map(|i| if i % 2 == 0 { 0.3 } else { -0.3 }).collect();
+        let single = PredictorConfig {
+            order: 1,
+            expansion: 0.01,
+            ..PredictorConfig::for_rate(16_000)
+        };
+        let filtered = PredictorConfig {
+            pitch_lowpass: 0.2,
+            ..single
+        };
+        let (r_single, signal) = residual_energy(single, &alternating, 2_000);
+        let (r_filtered, _) = residual_energy(filtered, &alternating, 2_000);
+        assert!(r_single < 0.05 * signal, "single tap: {r_single} of {signal}");
+        assert!(r_filtered > 0.3 * signal, "filtered: {r_filtered} of {signal}");
     }
 
     #[test]

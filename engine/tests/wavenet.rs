@@ -201,6 +201,7 @@ fn small_predictor(long_term: bool) -> PredictorConfig {
         min_lag: 3,
         max_lag: 17,
         expansion: 1.0,
+        pitch_lowpass: 0.0,
     }
 }
 
@@ -227,7 +228,7 @@ fn test_configs_with_predictors() -> Vec<WavenetConfig> {
 
 /// Models with each signal coding option (pre-emphasis, residual target,
 /// both), on prediction inputs, and the residual target again with a
-/// bandwidth-expanded predictor.
+/// bandwidth-expanded predictor whose pitch stage has a loss filter.
 fn coded_configs() -> Vec<WavenetConfig> {
     let base = with_predictor(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 256), true);
     let mut coded: Vec<WavenetConfig> = [(true, false), (false, true), (true, true)]

@@ -70,6 +70,27 @@ impl PredictorArg {
     }
 }
 
+/// `LOW-HIGH` in Hz, `0 < LOW < HIGH`.
+fn parse_pitch_range(text: &str) -> Result<(f32, f32), String> {
+    let bad = || format!("{text:?} is not a pitch range: write LOW-HIGH in Hz, e.g. 200-700");
+    let (low, high) = text.split_once('-').ok_or_else(bad)?;
+    let (low, high): (f32, f32) = (
+        low.trim().parse().map_err(|_| bad())?,
+        high.trim().parse().map_err(|_| bad())?,
+    );
+    if !(low > 0.0 && low < high && high.is_finite()) {
+        return Err(bad());
+    }
+    Ok((low, high))
+}
+
+/// The pitch lags (shortest, longest) in samples at `rate` Hz for pitches
+/// from `low` to `high` Hz.
+fn pitch_lags(rate: u32, low: f32, high: f32) -> (usize, usize) {
+    let lag = |hz: f32| ((rate as f32 / hz).round() as usize).max(1);
+    (lag(high), lag(low))
+}
+
 /// Arguments of `cargo xtask train wavenet`.
 #[derive(clap::Args, Debug)]
 pub struct TrainWavenetArgs {
@@ -126,6 +147,17 @@ pub struct TrainWavenetArgs {
     /// whistle. Above 0, at most 1 [default: 1, none]. Needs --predictor.
     #[arg(long, value_name = "GAMMA")]
     pub bandwidth_expansion: Option<f32>,
+    /// The pitches the predictor's pitch stage searches, in Hz, e.g.
+    /// 200-700 for melodies from G3 to F5 [default: 50-500]. Needs
+    /// --predictor both.
+    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_pitch_range)]
+    pub pitch_range: Option<(f32, f32)>,
+    /// Loss filter of the predictor's pitch stage (a Karplus-Strong string's):
+    /// the period back is taken through the taps (A, 1 - 2A, A), so each
+    /// period repeats the highs weaker. 0 to 0.25 [default: 0, none].
+    /// Needs --predictor both.
+    #[arg(long, value_name = "A")]
+    pub pitch_lowpass: Option<f32>,
     /// Model the pre-emphasised signal (LPCNet's 1 - 0.85 z^-1 before
     /// µ-law, de-emphasis after: the quantisation noise moves under the
     /// low harmonics).
@@ -307,6 +339,22 @@ fn start(
         p.validate()
             .map_err(|e| anyhow::anyhow!("--bandwidth-expansion {gamma}: {e}"))?;
     }
+    if let Some((low, high)) = args.pitch_range {
+        let Some(p) = net.predictor.as_mut().filter(|p| p.long_term) else {
+            bail!("--pitch-range sets the predictor's pitch stage: add --predictor both");
+        };
+        (p.min_lag, p.max_lag) = pitch_lags(args.rate, low, high);
+        p.validate()
+            .map_err(|e| anyhow::anyhow!("--pitch-range {low}-{high}: {e}"))?;
+    }
+    if let Some(a) = args.pitch_lowpass {
+        let Some(p) = net.predictor.as_mut().filter(|p| p.long_term) else {
+            bail!("--pitch-lowpass filters the predictor's pitch stage: add --predictor both");
+        };
+        p.pitch_lowpass = a;
+        p.validate()
+            .map_err(|e| anyhow::anyhow!("--pitch-lowpass {a}: {e}"))?;
+    }
     net.pre_emphasis |= args.pre_emphasis;
     net.residual_target |= args.residual_target;
     net.tone_aware |= args.tone_aware;
@@ -406,6 +454,8 @@ fn resume(
         ("--config", args.config.is_some()),
         ("--predictor", args.predictor.is_some()),
         ("--bandwidth-expansion", args.bandwidth_expansion.is_some()),
+        ("--pitch-range", args.pitch_range.is_some()),
+        ("--pitch-lowpass", args.pitch_lowpass.is_some()),
         ("--pre-emphasis", args.pre_emphasis),
         ("--residual-target", args.residual_target),
         ("--tone-aware", args.tone_aware),
@@ -634,6 +684,29 @@ impl Observer<Wavenet> for Bar {
     fn checkpoint(&mut self, path: &Path) {
         if self.loss.bar.is_hidden() {
             eprintln!("checkpoint {}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pitch_range_becomes_the_lags_of_its_periods() {
+        assert_eq!(parse_pitch_range("200-700"), Ok((200.0, 700.0)));
+        assert_eq!(parse_pitch_range(" 62.5 - 500 "), Ok((62.5, 500.0)));
+        // 700 Hz: 22.9 samples at 16 kHz; 200 Hz: 80.
+        assert_eq!(pitch_lags(16_000, 200.0, 700.0), (23, 80));
+        // The default predictor's range gives its default lags back.
+        let default = PredictorConfig::for_rate(16_000);
+        assert_eq!(
+            pitch_lags(16_000, 50.0, 500.0),
+            (default.min_lag, default.max_lag)
+        );
+        for bad in ["700-200", "0-500", "200", "a-b", "200-inf", "-5-100"] {
+            let err = parse_pitch_range(bad).unwrap_err();
+            assert!(err.contains("LOW-HIGH"), "{bad}: {err}");
         }
     }
 }

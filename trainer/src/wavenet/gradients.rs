@@ -7,8 +7,9 @@
 //! element-wise passes each way. Here one pass per layer does the gate, the
 //! slices are offsets into one buffer, biases are summed as rows go by, and
 //! every product runs straight on `gemm` (the kernels candle itself calls),
-//! accumulating in place. Each sequence of the batch runs on its own
-//! thread. The arithmetic is the engine's forward pass
+//! accumulating in place. The batch's sequences are shared out over
+//! candle's thread count (`RAYON_NUM_THREADS`), each on one thread. The
+//! arithmetic is the engine's forward pass
 //! ([`WavenetNet::forward_with_predictions`] with [`Padding::Valid`], then
 //! the mean cross-entropy); the tests check loss and gradients against
 //! candle's autograd of exactly that.
@@ -27,8 +28,8 @@ type Data = WavenetNet<Vec<f32>>;
 
 /// The mean cross-entropy (nats per scored sample) of `batch`'s last `len`
 /// positions of every row, and its gradient for each of `vars` (the
-/// network's trainable tensors, in the order of [`Layout::named`]), as
-/// `loss.backward()` of the candle forward pass would give.
+/// network's trainable tensors, found by tensor id), as `loss.backward()`
+/// of the candle forward pass would give.
 pub(crate) fn loss_and_gradients(
     net: &WavenetNet,
     vars: &[Var],

@@ -14,7 +14,9 @@
 //!   back, scaled; the lag is where the normalised correlation of the last
 //!   `window` residuals with their own past peaks, between `min_lag` and
 //!   `max_lag`, and the gain is that correlation's least-squares gain,
-//!   clamped to 0..1 (a predictor must never amplify).
+//!   clamped to 0..1 (a predictor must never amplify); optionally the
+//!   period back goes through a string's loss filter (see
+//!   [`PredictorConfig::pitch_lowpass`]).
 //!
 //! Both are refitted every `update_every` samples from history only, so
 //! the prediction of a sample never depends on the sample itself. Every

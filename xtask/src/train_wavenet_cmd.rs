@@ -70,6 +70,23 @@ impl PredictorArg {
     }
 }
 
+/// Applies one predictor flag: `set` changes the model's predictor (which
+/// the flag needs, with its pitch stage when `pitch`), and the result must
+/// still make a predictor.
+fn predictor_flag(
+    net: &mut WavenetConfig,
+    flag: &str,
+    pitch: bool,
+    set: impl FnOnce(&mut PredictorConfig),
+) -> anyhow::Result<()> {
+    let Some(p) = net.predictor.as_mut().filter(|p| p.long_term || !pitch) else {
+        let needed = if pitch { "both" } else { "both (or short-term)" };
+        bail!("{flag} shapes the predictor: add --predictor {needed}");
+    };
+    set(p);
+    p.validate().map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
 /// `LOW-HIGH` in Hz, `0 < LOW < HIGH`.
 fn parse_pitch_range(text: &str) -> Result<(f32, f32), String> {
     let bad = || format!("{text:?} is not a pitch range: write LOW-HIGH in Hz, e.g. 200-700");
@@ -332,28 +349,19 @@ fn start(
         net.predictor = p.config(args.rate);
     }
     if let Some(gamma) = args.bandwidth_expansion {
-        let Some(p) = net.predictor.as_mut() else {
-            bail!("--bandwidth-expansion shapes the predictor: add --predictor both (or short-term)");
-        };
-        p.expansion = gamma;
-        p.validate()
-            .map_err(|e| anyhow::anyhow!("--bandwidth-expansion {gamma}: {e}"))?;
+        predictor_flag(&mut net, &format!("--bandwidth-expansion {gamma}"), false, |p| {
+            p.expansion = gamma
+        })?;
     }
     if let Some((low, high)) = args.pitch_range {
-        let Some(p) = net.predictor.as_mut().filter(|p| p.long_term) else {
-            bail!("--pitch-range sets the predictor's pitch stage: add --predictor both");
-        };
-        (p.min_lag, p.max_lag) = pitch_lags(args.rate, low, high);
-        p.validate()
-            .map_err(|e| anyhow::anyhow!("--pitch-range {low}-{high}: {e}"))?;
+        predictor_flag(&mut net, &format!("--pitch-range {low}-{high}"), true, |p| {
+            (p.min_lag, p.max_lag) = pitch_lags(args.rate, low, high)
+        })?;
     }
     if let Some(a) = args.pitch_lowpass {
-        let Some(p) = net.predictor.as_mut().filter(|p| p.long_term) else {
-            bail!("--pitch-lowpass filters the predictor's pitch stage: add --predictor both");
-        };
-        p.pitch_lowpass = a;
-        p.validate()
-            .map_err(|e| anyhow::anyhow!("--pitch-lowpass {a}: {e}"))?;
+        predictor_flag(&mut net, &format!("--pitch-lowpass {a}"), true, |p| {
+            p.pitch_lowpass = a
+        })?;
     }
     net.pre_emphasis |= args.pre_emphasis;
     net.residual_target |= args.residual_target;
@@ -708,5 +716,38 @@ mod tests {
             let err = parse_pitch_range(bad).unwrap_err();
             assert!(err.contains("LOW-HIGH"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_predictor_flag_needs_its_stage_and_a_valid_value() {
+        let mut plain = WavenetConfig::default();
+        let err = predictor_flag(&mut plain, "--pitch-lowpass 0.03", true, |p| {
+            p.pitch_lowpass = 0.03
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--pitch-lowpass 0.03") && err.contains("--predictor both"),
+            "{err}"
+        );
+        let mut short = WavenetConfig {
+            predictor: PredictorArg::ShortTerm.config(16_000),
+            ..WavenetConfig::default()
+        };
+        assert!(predictor_flag(&mut short, "--pitch-range", true, |_| ()).is_err());
+        predictor_flag(&mut short, "--bandwidth-expansion 0.99", false, |p| {
+            p.expansion = 0.99
+        })
+        .unwrap();
+        assert_eq!(short.predictor.map(|p| p.expansion), Some(0.99));
+        let err = predictor_flag(&mut short, "--bandwidth-expansion 2", false, |p| {
+            p.expansion = 2.0
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--bandwidth-expansion 2") && err.contains("at most 1"),
+            "{err}"
+        );
     }
 }

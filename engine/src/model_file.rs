@@ -395,16 +395,18 @@ pub trait Layout: Sized {
         f: impl FnMut(&str, Role, &'a Self::Elem) -> Result<U, E>,
     ) -> Result<Self::With<U>, E>;
 
+    /// [`try_map`](Self::try_map) with an `f` that cannot fail.
+    fn map<'a, U>(&'a self, mut f: impl FnMut(&str, Role, &'a Self::Elem) -> U) -> Self::With<U> {
+        match self.try_map(|name, role, t| Ok::<U, Infallible>(f(name, role, t))) {
+            Ok(mapped) => mapped,
+            Err(never) => match never {},
+        }
+    }
+
     /// Every tensor with its file name and role, in the walk's order.
     fn named(&self) -> Vec<(String, Role, &Self::Elem)> {
         let mut out = Vec::new();
-        let walked = self.try_map(|name, role, t| {
-            out.push((name.to_string(), role, t));
-            Ok::<(), Infallible>(())
-        });
-        if let Err(never) = walked {
-            match never {}
-        }
+        self.map(|name, role, t| out.push((name.to_string(), role, t)));
         out
     }
 }

@@ -59,9 +59,7 @@ pub(crate) fn loss_and_gradients(
     within_classes("target", &targets, dims.c)?;
     let scale = 1.0 / (rows * len) as f32;
     let threads = candle_core::utils::get_num_threads().clamp(1, rows);
-    let zero: Data = weights
-        .try_map(|_, _, w| Ok::<_, std::convert::Infallible>(vec![0.0f32; w.len()]))
-        .unwrap_or_else(|never| match never {});
+    let zero: Data = weights.map(|_, _, w| vec![0.0f32; w.len()]);
     let parts: Vec<(f64, Data)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
@@ -88,16 +86,12 @@ pub(crate) fn loss_and_gradients(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    let mut loss = 0.0;
-    let mut total: Option<Data> = None;
+    let mut parts = parts.into_iter();
+    let (mut loss, mut total) = parts.next().expect("at least one thread");
     for (l, g) in parts {
         loss += l;
-        match &mut total {
-            None => total = Some(g),
-            Some(t) => *t = sum_data(t, &g),
-        }
+        total = sum_data(&total, &g);
     }
-    let total = total.unwrap_or(zero);
     let mut store = GradStore::default();
     let named = net.named();
     let grads = total.named();
@@ -122,13 +116,11 @@ fn within_classes<'a>(what: &str, classes: impl IntoIterator<Item = &'a u32>, co
 
 /// `a + b`, tensor by tensor.
 fn sum_data(a: &Data, b: &Data) -> Data {
-    let b_named = b.named();
-    let mut parts = b_named.into_iter();
-    a.try_map(|_, _, x| {
+    let mut parts = b.named().into_iter();
+    a.map(|_, _, x| {
         let (_, _, y) = parts.next().expect("the same layout");
-        Ok::<_, std::convert::Infallible>(x.iter().zip(y).map(|(x, y)| x + y).collect())
+        x.iter().zip(y).map(|(x, y)| x + y).collect()
     })
-    .unwrap_or_else(|never| match never {})
 }
 
 /// Channel counts.
@@ -189,11 +181,15 @@ fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f
     for layer in &w.layers {
         let t = h.len() / r;
         let t1 = t - layer.dilation;
-        let mut gates = repeat_rows(&layer.filter_gate_b, t1);
-        let fg = View::rows_of(&layer.filter_gate_w, 2 * d);
+        let (past, now) = layer.filter_gate_w.split_at(r * 2 * d);
         let hv = View::rows_of(&h, r);
-        matmul(&mut gates, hv.rows(0, t1), fg.rows(0, r), true);
-        matmul(&mut gates, hv.rows(layer.dilation, t1), fg.rows(r, r), true);
+        let mut gates = affine(hv.rows(0, t1), past, &layer.filter_gate_b);
+        matmul(
+            &mut gates,
+            hv.rows(layer.dilation, t1),
+            View::rows_of(now, 2 * d),
+            true,
+        );
         let mut act = vec![0.0f32; t1 * d];
         for (z, a) in gates.chunks_exact_mut(2 * d).zip(act.chunks_exact_mut(d)) {
             let (f, gt) = z.split_at_mut(d);
@@ -228,21 +224,9 @@ fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f
         });
     }
     relu(&mut skip);
-    let mut hidden = repeat_rows(&w.head1_b, len);
-    matmul(
-        &mut hidden,
-        View::rows_of(&skip, s),
-        View::rows_of(&w.head1_w, s),
-        true,
-    );
+    let mut hidden = affine(View::rows_of(&skip, s), &w.head1_w, &w.head1_b);
     relu(&mut hidden);
-    let mut logits = repeat_rows(&w.head2_b, len);
-    matmul(
-        &mut logits,
-        View::rows_of(&hidden, s),
-        View::rows_of(&w.head2_w, c),
-        true,
-    );
+    let mut logits = affine(View::rows_of(&hidden, s), &w.head2_w, &w.head2_b);
 
     // Softmax cross-entropy; the logits become their gradient.
     let mut loss = 0.0f64;
@@ -263,17 +247,19 @@ fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f
     }
 
     // The head, backwards.
-    let dlogits = View::rows_of(&logits, c);
-    matmul(&mut g.head2_w, View::rows_of(&hidden, s).t(), dlogits, true);
-    add_column_sums(&mut g.head2_b, &logits);
-    let mut dhidden = vec![0.0f32; len * s];
-    matmul(&mut dhidden, dlogits, View::rows_of(&w.head2_w, c).t(), false);
+    let mut dhidden = affine_backward(
+        View::rows_of(&hidden, s),
+        &w.head2_w,
+        &logits,
+        (&mut g.head2_w, &mut g.head2_b),
+    );
     mask_by_positive(&mut dhidden, &hidden);
-    let dh = View::rows_of(&dhidden, s);
-    matmul(&mut g.head1_w, View::rows_of(&skip, s).t(), dh, true);
-    add_column_sums(&mut g.head1_b, &dhidden);
-    let mut dskip = vec![0.0f32; len * s];
-    matmul(&mut dskip, dh, View::rows_of(&w.head1_w, s).t(), false);
+    let mut dskip = affine_backward(
+        View::rows_of(&skip, s),
+        &w.head1_w,
+        &dhidden,
+        (&mut g.head1_w, &mut g.head1_b),
+    );
     mask_by_positive(&mut dskip, &skip);
     let mut dskip_bias = vec![0.0f32; s];
     add_column_sums(&mut dskip_bias, &dskip);
@@ -460,6 +446,25 @@ fn matmul(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, accumulate: bool) {
             gemm::Parallelism::None,
         );
     }
+}
+
+/// `x w + b` for the rows of `x`, with `w` row-major `[x.cols, b.len()]`.
+fn affine(x: View<'_>, w: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut y = repeat_rows(b, x.rows);
+    matmul(&mut y, x, View::rows_of(w, b.len()), true);
+    y
+}
+
+/// The backward pass of [`affine`] for the gradient `dy` of its output:
+/// adds `x^T dy` and the column sums of `dy` to the gradients `(gw, gb)`,
+/// and returns the gradient of `x`, `dy w^T`.
+fn affine_backward(x: View<'_>, w: &[f32], dy: &[f32], (gw, gb): (&mut [f32], &mut [f32])) -> Vec<f32> {
+    let dyv = View::rows_of(dy, gb.len());
+    matmul(gw, x.t(), dyv, true);
+    add_column_sums(gb, dy);
+    let mut dx = vec![0.0f32; x.rows * x.cols];
+    matmul(&mut dx, dyv, View::rows_of(w, gb.len()).t(), false);
+    dx
 }
 
 /// `n` copies of `row`, one after another.

@@ -83,6 +83,26 @@ impl MuLaw {
         (self.expand(level - half), self.expand(level + half))
     }
 
+    /// For each class `j` whose cell, moved by `shift`, overlaps the cell
+    /// of `class`: `f(j, share)`, the share of `j`'s moved cell that lies
+    /// inside it (a distribution over classes, spread evenly over each
+    /// moved cell, puts `sum share_j p_j` in `class`'s cell). Classes with
+    /// an empty cell are left out.
+    pub fn overlapping_cells(&self, class: usize, shift: f64, mut f: impl FnMut(usize, f64)) {
+        let (a, b) = self.cell(class);
+        let (a, b) = (f64::from(a), f64::from(b));
+        let first = self.encode((a - shift) as f32);
+        let last = self.encode((b - shift) as f32);
+        for j in first..=last {
+            let (lo, hi) = self.cell(j);
+            let (lo, hi) = (f64::from(lo) + shift, f64::from(hi) + shift);
+            let overlap = (hi.min(b) - lo.max(a)).max(0.0);
+            if hi > lo {
+                f(j, overlap / (hi - lo));
+            }
+        }
+    }
+
     /// Encodes a whole signal.
     pub fn encode_all(&self, audio: &[f32]) -> Vec<usize> {
         audio.iter().map(|&x| self.encode(x)).collect()

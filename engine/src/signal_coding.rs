@@ -132,6 +132,22 @@ impl SignalCoding {
         if self.is_plain() {
             return crate::likelihood::nll_of(logits, k);
         }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let weight = |j: usize| f64::from((logits[j] - max).exp());
+        let total: f64 = (0..logits.len()).map(weight).sum();
+        let mut mass = 0.0f64;
+        self.mulaw
+            .overlapping_cells(k, self.cell_shift(p), |j, share| mass += weight(j) * share);
+        // Underflow only: a floor keeps the sum finite.
+        -((mass / total).max(1e-30).ln()) as f32
+    }
+
+    /// How far the output classes' cells move on their way to the audio,
+    /// given the prediction `p` (see [`signal_nll`](Self::signal_nll)): by
+    /// `p` for a residual target, by the de-emphasis filter's memory for
+    /// pre-emphasis, 0 for the plain coding. The trainer's signal loss
+    /// reads the same shift.
+    pub fn cell_shift(&self, p: f32) -> f64 {
         let mut shift = 0.0f64;
         if self.residual {
             shift += f64::from(p);
@@ -139,24 +155,7 @@ impl SignalCoding {
         if self.emphasis {
             shift += self.de.peek(0.0);
         }
-        let (a, b) = self.mulaw.cell(k);
-        let (a, b) = (f64::from(a), f64::from(b));
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let weight = |j: usize| f64::from((logits[j] - max).exp());
-        let total: f64 = (0..logits.len()).map(weight).sum();
-        let first = self.mulaw.encode((a - shift) as f32);
-        let last = self.mulaw.encode((b - shift) as f32);
-        let mut mass = 0.0f64;
-        for j in first..=last {
-            let (lo, hi) = self.mulaw.cell(j);
-            let (lo, hi) = (f64::from(lo) + shift, f64::from(hi) + shift);
-            let overlap = (hi.min(b) - lo.max(a)).max(0.0);
-            if hi > lo {
-                mass += weight(j) * overlap / (hi - lo);
-            }
-        }
-        // Underflow only: a floor keeps the sum finite.
-        -((mass / total).max(1e-30).ln()) as f32
+        shift
     }
 
     fn value(&self, class: usize) -> f32 {

@@ -617,3 +617,76 @@ fn every_signal_coding_option_trains() {
         assert_eq!(back.config, config);
     }
 }
+
+/// With the signal loss a model whose classes are not the audio's (each
+/// coding option) learns, and its validation is the engine's likelihood
+/// of the held-out audio, the measure `cargo xtask nll` reports. They are
+/// compared after the first chunk: the trainer hears silence before a
+/// file, the engine's sampler starts from the network's zero padding, so
+/// the two differ over the first receptive field. The output classes' own
+/// cross-entropy is another number.
+#[test]
+fn the_signal_loss_trains_and_scores_as_the_engine_does() {
+    use reverie_engine::likelihood::Scorer;
+    use reverie_engine::predictor::PredictorConfig;
+    use reverie_engine::sampler::Sampler;
+    let data = tone_data();
+    let settings = WavenetTrainConfig {
+        signal_loss: true,
+        val_chunks: 16,
+        ..tiny_train_config()
+    };
+    let chunk = settings.chunk_len;
+    for (pre_emphasis, residual_target) in [(true, false), (false, true), (true, true)] {
+        let what = format!("emphasis {pre_emphasis}, residual {residual_target}");
+        let config = WavenetConfig {
+            predictor: Some(PredictorConfig::for_rate(RATE)),
+            pre_emphasis,
+            residual_target,
+            ..tiny_config(64)
+        };
+        let model = WavenetModel::init(config, RATE, 3, &Device::Cpu).unwrap();
+        let mut trainer = WavenetTrainer::new(model, settings.clone(), &data).unwrap();
+        let before = trainer.evaluate().unwrap().unwrap();
+        for _ in 0..40 {
+            trainer.step().unwrap();
+        }
+        let after = trainer.evaluate().unwrap().unwrap();
+        eprintln!("{what}: signal loss {before:.3} -> {after:.3}");
+        assert!(after < before - 0.3, "{what}: {before} -> {after}");
+
+        // The validation file is 5 chunks: all of them, then the first.
+        let audio = &data.val[0].samples;
+        assert_eq!(audio.len(), 5 * chunk);
+        let model = trainer.finish("test".into()).unwrap();
+        let first_chunk = WavenetTrainConfig {
+            val_chunks: 1,
+            ..settings.clone()
+        };
+        let first = WavenetTrainer::new(model.clone(), first_chunk, &data)
+            .unwrap()
+            .evaluate()
+            .unwrap()
+            .unwrap();
+        let trainer_rest = after * audio.len() as f64 - first * chunk as f64;
+        let mut sampler = Sampler::from_model(&model).unwrap();
+        let mut nll = Vec::new();
+        Scorer::new(&mut sampler).push_audio(audio, &mut nll);
+        // nll[i] scores sample i + 1.
+        let engine_rest: f64 = nll[chunk - 1..].iter().map(|&v| f64::from(v)).sum();
+        assert!(
+            (trainer_rest - engine_rest).abs() < 0.05,
+            "{what}: the trainer's sum {trainer_rest} against the engine's {engine_rest}"
+        );
+
+        trainer.set_signal_loss(false).unwrap();
+        let classes = trainer.evaluate().unwrap().unwrap();
+        assert!(
+            (classes - after).abs() > 0.2,
+            "{what}: the output classes' cross-entropy {classes} is the signal loss {after}"
+        );
+    }
+    let mut plain = WavenetTrainer::new(tiny_model(64, 1), tiny_train_config(), &data).unwrap();
+    let err = plain.set_signal_loss(true).unwrap_err().to_string();
+    assert!(err.contains("residual target or pre-emphasis"), "{err}");
+}

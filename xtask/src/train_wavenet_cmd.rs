@@ -194,6 +194,12 @@ pub struct TrainWavenetArgs {
     /// to each input class, e.g. 0.5 [default: 0, none].
     #[arg(long, value_name = "CLASSES")]
     pub input_noise: Option<f32>,
+    /// Train a residual-target or pre-emphasis model on the audio's own
+    /// µ-law cells (the measure `cargo xtask nll` reports) instead of the
+    /// cross-entropy of its output class; validation reports the same. With
+    /// --resume, switches it on from there.
+    #[arg(long)]
+    pub signal_loss: bool,
     /// Passes over the training audio [default: 100]. With --resume, the
     /// new total.
     #[arg(long)]
@@ -420,6 +426,7 @@ fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
         seed: args.seed.unwrap_or(d.seed),
         val_chunks: args.val_chunks.unwrap_or(d.val_chunks),
         input_noise: args.input_noise.unwrap_or(d.input_noise),
+        signal_loss: args.signal_loss,
         ..d
     }
 }
@@ -484,6 +491,12 @@ fn resume(
         trainer.set_learning_rate(lr)?;
         eprintln!(
             "note: --lr {lr} replaces the checkpoint's learning rate from here on (the optimiser keeps its state)"
+        );
+    }
+    if args.signal_loss && !trainer.config().signal_loss {
+        trainer.set_signal_loss(true).context("--signal-loss")?;
+        eprintln!(
+            "note: --signal-loss scores the audio's own µ-law cells from here on; validation rows from here on are that measure"
         );
     }
     warn_if_data_changed(trainer.data_changed(&data), "audio", &source.root);

@@ -45,6 +45,10 @@ pub(crate) struct EncodedFiles {
     /// Each file's target classes where they are not its classes (a
     /// residual target, see [`SignalCoding::target_class`]); empty otherwise.
     pub(crate) targets: Vec<Vec<u32>>,
+    /// Each file's audio classes with the shift of the output classes'
+    /// cells before each sample ([`SignalCoding::cell_shift`]), where the
+    /// coding is not plain: what the signal loss scores. Empty otherwise.
+    pub(crate) cells: Vec<Vec<(u32, f32)>>,
 }
 
 /// A µ-law-encoded copy of the data, with the class of silence for padding.
@@ -69,6 +73,7 @@ impl Encoded {
                 classes: Vec::new(),
                 predictions: Vec::new(),
                 targets: Vec::new(),
+                cells: Vec::new(),
             };
             for f in files {
                 coding.reset();
@@ -82,6 +87,18 @@ impl Encoded {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let mut cells = Vec::new();
+                if !coding.is_plain() {
+                    // The scorer's order: the shift before each sample, then
+                    // the sample's class fed.
+                    coding.reset();
+                    for (t, (&c, &x)) in classes.iter().zip(&f.samples).enumerate() {
+                        let p = predicted.as_ref().map_or(0.0, |p| p.before[t]);
+                        cells.push((mulaw.encode(x) as u32, coding.cell_shift(p) as f32));
+                        coding.fed(c as usize);
+                    }
+                }
+                out.cells.push(cells);
                 out.predictions.push(predicted.map_or_else(Vec::new, |p| p.rows));
                 out.targets.push(targets);
                 out.classes.push(classes);
@@ -115,6 +132,9 @@ pub(crate) struct Batch {
     pub(crate) predictions: Vec<Tensor>,
     /// Target classes `[B * len]`.
     pub(crate) targets: Tensor,
+    /// With the signal loss: each scored sample's audio class and cell
+    /// shift (see [`EncodedFiles::cells`]), `B * len` of them.
+    pub(crate) cells: Option<Vec<(u32, f32)>>,
 }
 
 /// Noise on a batch's input classes (see `WavenetTrainConfig::input_noise`).
@@ -140,13 +160,14 @@ impl<R: rand::Rng> InputNoise<R> {
 
 /// The tensors of a batch of chunks of `files`, with `noise` on the inputs
 /// (not on the targets, nor on the prediction inputs, which the predictor
-/// computed from the clean audio).
+/// computed from the clean audio), and the scored samples' cells for the
+/// signal loss when `cells` (silence before a file: its class, unshifted).
 pub(crate) fn batch_tensors<R: rand::Rng>(
     chunks: &[Chunk],
     files: &EncodedFiles,
     silence: u32,
     (field, len): (usize, usize),
-    noise: Option<&mut InputNoise<R>>,
+    (noise, cells): (Option<&mut InputNoise<R>>, bool),
     device: &Device,
 ) -> candle_core::Result<Batch> {
     let width = field - 1 + len;
@@ -154,6 +175,7 @@ pub(crate) fn batch_tensors<R: rand::Rng>(
     let mut inputs = Vec::with_capacity(chunks.len() * width);
     let mut predictions = vec![Vec::with_capacity(chunks.len() * width); rows];
     let mut targets = Vec::with_capacity(chunks.len() * len);
+    let mut scored = cells.then(|| Vec::with_capacity(chunks.len() * len));
     for c in chunks {
         let file = &files.classes[c.file];
         let first = c.start - (field as i64 - 1) - 1;
@@ -167,6 +189,16 @@ pub(crate) fn batch_tensors<R: rand::Rng>(
             .filter(|t| !t.is_empty())
             .unwrap_or(file);
         targets.extend((0..len as i64).map(|j| class_at(target_row, c.start + j, silence)));
+        if let Some(out) = scored.as_mut() {
+            let row = files.cells.get(c.file).map_or(&[][..], Vec::as_slice);
+            out.extend((0..len as i64).map(|j| {
+                usize::try_from(c.start + j)
+                    .ok()
+                    .and_then(|i| row.get(i))
+                    .copied()
+                    .unwrap_or((silence, 0.0))
+            }));
+        }
     }
     if let Some(noise) = noise {
         noise.apply(&mut inputs);
@@ -178,6 +210,7 @@ pub(crate) fn batch_tensors<R: rand::Rng>(
             .map(|p| Tensor::from_vec(p, (chunks.len(), width), device))
             .collect::<candle_core::Result<_>>()?,
         targets: Tensor::from_vec(targets, chunks.len() * len, device)?,
+        cells: scored,
     })
 }
 
@@ -200,6 +233,7 @@ mod tests {
             predictions: vec![vec![classes.iter().map(|c| 63 - c).collect()]],
             classes: vec![classes],
             targets: vec![Vec::new()],
+            cells: vec![Vec::new()],
         }
     }
 
@@ -213,13 +247,22 @@ mod tests {
         let chunks = file_chunks(0, 3_000, 500);
         let shape = (17, 500);
         let clean =
-            batch_tensors::<rand_chacha::ChaCha8Rng>(&chunks, &files, 32, shape, None, &Device::Cpu).unwrap();
+            batch_tensors::<rand_chacha::ChaCha8Rng>(&chunks, &files, 32, shape, (None, false), &Device::Cpu)
+                .unwrap();
         let mut noise = InputNoise {
             std: 0.5,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
             classes: 64,
         };
-        let noisy = batch_tensors(&chunks, &files, 32, shape, Some(&mut noise), &Device::Cpu).unwrap();
+        let noisy = batch_tensors(
+            &chunks,
+            &files,
+            32,
+            shape,
+            (Some(&mut noise), false),
+            &Device::Cpu,
+        )
+        .unwrap();
         assert_eq!(values(&noisy.targets), values(&clean.targets));
         assert_eq!(values(&noisy.predictions[0]), values(&clean.predictions[0]));
         let (a, b) = (values(&clean.inputs), values(&noisy.inputs));

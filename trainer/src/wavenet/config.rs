@@ -55,6 +55,13 @@ pub struct WavenetTrainConfig {
     /// checkpoints keep their format.
     #[serde(default, skip_serializing_if = "no_noise")]
     pub input_noise: f32,
+    /// Score a model whose output classes are not the audio's (a residual
+    /// target, pre-emphasis) by the audio's own µ-law cells, as `cargo
+    /// xtask nll` does, instead of by the cross-entropy of its output
+    /// class (see `gradients::Target::Cell`); validation then reports the
+    /// same measure. Written only when on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signal_loss: bool,
 }
 
 fn no_noise(std: &f32) -> bool {
@@ -82,6 +89,7 @@ impl Default for WavenetTrainConfig {
             sample_seconds: 2.0,
             sample_temperature: 1.0,
             input_noise: 0.0,
+            signal_loss: false,
         }
     }
 }

@@ -11,14 +11,15 @@
 //! candle's thread count (`RAYON_NUM_THREADS`), each on one thread. The
 //! arithmetic is the engine's forward pass
 //! ([`WavenetNet::forward_with_predictions`] with [`Padding::Valid`], then
-//! the mean cross-entropy); the tests check loss and gradients against
-//! candle's autograd of exactly that.
+//! the mean cross-entropy, or the signal loss: see [`row_loss`]); the tests
+//! check loss and gradients against candle's autograd of exactly that.
 //!
 //! [`Padding::Valid`]: reverie_engine::wavenet::Padding::Valid
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 use reverie_engine::model_file::Layout;
+use reverie_engine::mulaw::MuLaw;
 use reverie_engine::wavenet::WavenetNet;
 
 use super::chunks::Batch;
@@ -26,8 +27,8 @@ use super::chunks::Batch;
 /// A network's tensors as plain row-major `[in, out]` data.
 type Data = WavenetNet<Vec<f32>>;
 
-/// The mean cross-entropy (nats per scored sample) of `batch`'s last `len`
-/// positions of every row, and its gradient for each of `vars` (the
+/// The mean loss (nats per scored sample; see [`row_loss`]) of `batch`'s
+/// last `len` positions of every row, and its gradient for each of `vars` (the
 /// network's trainable tensors, found by tensor id), as `loss.backward()`
 /// of the candle forward pass would give.
 pub(crate) fn loss_and_gradients(
@@ -50,6 +51,7 @@ pub(crate) fn loss_and_gradients(
         || len == 0
         || inputs.iter().any(|row| row.len() != field - 1 + len)
         || targets.len() != rows * len
+        || batch.cells.as_ref().is_some_and(|c| c.len() != rows * len)
     {
         candle_core::bail!("a batch of {rows} rows does not hold {len} scored samples per row");
     }
@@ -57,6 +59,11 @@ pub(crate) fn loss_and_gradients(
     within_classes("input", inputs.iter().flatten(), dims.c)?;
     within_classes("prediction", predictions.iter().flatten().flatten(), dims.c)?;
     within_classes("target", &targets, dims.c)?;
+    let mulaw = MuLaw::new(dims.c).ok_or_else(|| candle_core::Error::Msg(format!("{} classes", dims.c)))?;
+    if let Some(cells) = &batch.cells {
+        within_classes("audio", cells.iter().map(|(k, _)| k), dims.c)?;
+    }
+    let cells = batch.cells.as_deref();
     let scale = 1.0 / (rows * len) as f32;
     let threads = candle_core::utils::get_num_threads().clamp(1, rows);
     let zero: Data = weights.map(|_, _, w| vec![0.0f32; w.len()]);
@@ -74,6 +81,7 @@ pub(crate) fn loss_and_gradients(
                             inputs: &inputs[b],
                             predictions: &preds,
                             targets: &targets[b * len..(b + 1) * len],
+                            cells: cells.map(|c| (mulaw, &c[b * len..(b + 1) * len])),
                         };
                         loss += sequence(weights, dims, item, scale, &mut grads);
                     }
@@ -154,6 +162,8 @@ struct Item<'a> {
     inputs: &'a [u32],
     predictions: &'a [&'a [u32]],
     targets: &'a [u32],
+    /// With the signal loss: the audio classes and cell shifts.
+    cells: Option<(MuLaw, &'a [(u32, f32)])>,
 }
 
 /// The summed loss of one sequence; its gradients (times `scale`) are added
@@ -228,22 +238,19 @@ fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f
     relu(&mut hidden);
     let mut logits = affine(View::rows_of(&hidden, s), &w.head2_w, &w.head2_b);
 
-    // Softmax cross-entropy; the logits become their gradient.
+    // The logits become their gradient.
     let mut loss = 0.0f64;
-    for (row, &target) in logits.chunks_exact_mut(c).zip(item.targets) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let target = target as usize;
-        loss += f64::from(sum.ln() - (row[target].ln()));
-        let norm = scale / sum;
-        for v in row.iter_mut() {
-            *v *= norm;
-        }
-        row[target] -= scale;
+    let mut shares = Vec::new();
+    for (t, (row, &target)) in logits.chunks_exact_mut(c).zip(item.targets).enumerate() {
+        let target = match item.cells {
+            Some((mulaw, cells)) => Target::Cell {
+                mulaw,
+                class: cells[t].0 as usize,
+                shift: f64::from(cells[t].1),
+            },
+            None => Target::Class(target as usize),
+        };
+        loss += row_loss(row, target, scale, &mut shares);
     }
 
     // The head, backwards.
@@ -517,6 +524,79 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// What one scored position is scored against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// Cross-entropy of this output class.
+    Class(usize),
+    /// The signal loss: `-ln` of the probability that the audio falls in
+    /// the µ-law cell of `class`, each output class's probability spread
+    /// over its cell moved by `shift`
+    /// ([`reverie_engine::signal_coding::SignalCoding::signal_nll`], the
+    /// measure `cargo xtask nll` reports). For a residual target the
+    /// network is then not asked which of the many fine residual cells
+    /// inside one audio cell the sample took, a choice the audio never
+    /// hears and the network, which sees the prediction only as a class,
+    /// cannot know.
+    Cell {
+        /// The coding's quantiser.
+        mulaw: MuLaw,
+        /// The audio's class.
+        class: usize,
+        /// How far the output cells move to the audio.
+        shift: f64,
+    },
+}
+
+/// The loss of one row of `logits` (nats), which becomes the loss's
+/// gradient times `scale`: the softmax minus the target distribution (a
+/// one-hot class, or the softmax restricted to the cell's classes, weighted
+/// by their shares and renormalised). `shares` is scratch.
+pub(crate) fn row_loss(row: &mut [f32], target: Target, scale: f32, shares: &mut Vec<(usize, f64)>) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    match target {
+        Target::Class(target) => {
+            let loss = f64::from(sum.ln() - (row[target].ln()));
+            let norm = scale / sum;
+            for v in row.iter_mut() {
+                *v *= norm;
+            }
+            row[target] -= scale;
+            loss
+        }
+        Target::Cell { mulaw, class, shift } => {
+            shares.clear();
+            mulaw.overlapping_cells(class, shift, |j, share| shares.push((j, share)));
+            let mass: f64 = shares.iter().map(|&(j, w)| w * f64::from(row[j])).sum();
+            let whole: f64 = shares.iter().map(|&(_, w)| w).sum();
+            // As signal_nll: a floor keeps an underflowed mass finite.
+            let loss = -((mass / f64::from(sum)).max(1e-30).ln());
+            for (j, w) in shares.iter_mut() {
+                // The target's share of class j; where every class of the
+                // cell underflowed, the cell's shares themselves.
+                *w = if mass > 0.0 {
+                    *w * f64::from(row[*j]) / mass
+                } else {
+                    *w / whole.max(f64::MIN_POSITIVE)
+                };
+            }
+            let norm = scale / sum;
+            for v in row.iter_mut() {
+                *v *= norm;
+            }
+            for &(j, q) in shares.iter() {
+                row[j] -= (q * f64::from(scale)) as f32;
+            }
+            loss
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,7 +638,51 @@ mod tests {
             inputs,
             predictions,
             targets,
+            cells: None,
         }
+    }
+
+    /// Random audio classes with shifts of up to a quarter of full scale,
+    /// as a residual target's predictions move the cells.
+    fn random_cells(batch: &mut Batch, classes: usize, seed: u64) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = batch.targets.elem_count();
+        batch.cells = Some(
+            (0..n)
+                .map(|_| {
+                    (
+                        rng.random_range(0..classes as u32),
+                        rng.random_range(-0.25f32..0.25),
+                    )
+                })
+                .collect(),
+        );
+    }
+
+    /// The signal loss in candle's arithmetic: `-ln sum_j w_j softmax_j`,
+    /// the shares `w` as a dense matrix, averaged over the rows.
+    fn candle_signal_loss(net: &WavenetNet, batch: &Batch, len: usize) -> Tensor {
+        let logits = super::super::scored_logits(net, batch, len).unwrap();
+        let (rows, classes) = logits.dims2().unwrap();
+        let mulaw = MuLaw::new(classes).unwrap();
+        let mut shares = vec![0.0f32; rows * classes];
+        for (r, &(k, shift)) in batch.cells.as_ref().unwrap().iter().enumerate() {
+            mulaw.overlapping_cells(k as usize, f64::from(shift), |j, w| {
+                shares[r * classes + j] = w as f32
+            });
+        }
+        let shares = Tensor::from_vec(shares, (rows, classes), &Device::Cpu).unwrap();
+        let p = candle_nn::ops::log_softmax(&logits, 1).unwrap().exp().unwrap();
+        (p * shares)
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .log()
+            .unwrap()
+            .neg()
+            .unwrap()
+            .mean_all()
+            .unwrap()
     }
 
     fn values(t: &Tensor) -> Vec<f32> {
@@ -571,11 +695,21 @@ mod tests {
     }
 
     /// Loss and every gradient agree with candle's autograd of the
-    /// engine's forward pass and the mean cross-entropy.
+    /// engine's forward pass and the mean cross-entropy (or, with
+    /// `signal`, the signal loss).
     fn matches_autograd(config: WavenetConfig, rows: usize, len: usize, seed: u64) {
+        matches_autograd_of(config, (rows, len), seed, false);
+    }
+
+    fn matches_autograd_of(config: WavenetConfig, (rows, len): (usize, usize), seed: u64, signal: bool) {
         let (net, vars) = random_net(&config, seed);
-        let batch = random_batch(&net, rows, len, seed + 100);
-        let reference = super::super::scored_loss(&net, &batch, len).unwrap();
+        let mut batch = random_batch(&net, rows, len, seed + 100);
+        let reference = if signal {
+            random_cells(&mut batch, config.classes, seed + 200);
+            candle_signal_loss(&net, &batch, len)
+        } else {
+            super::super::cross_entropy(&net, &batch, len).unwrap()
+        };
         let reference_grads = reference.backward().unwrap();
         let (loss, grads) = loss_and_gradients(&net, &vars, &batch, len).unwrap();
         let want = reference.to_scalar::<f32>().unwrap();
@@ -637,6 +771,77 @@ mod tests {
     #[test]
     fn one_layer_and_one_scored_sample_match_autograd() {
         matches_autograd(small(vec![3], None), 1, 1, 4);
+    }
+
+    #[test]
+    fn signal_loss_matches_autograd() {
+        let both = PredictorConfig::for_rate(8_000);
+        matches_autograd_of(small(vec![1, 2, 4], Some(both)), (3, 6), 7, true);
+        matches_autograd_of(small(vec![2], None), (1, 1), 8, true);
+    }
+
+    #[test]
+    fn signal_loss_is_the_engines_signal_nll() {
+        use reverie_engine::signal_coding::SignalCoding;
+        let config = WavenetConfig {
+            residual_target: true,
+            predictor: Some(PredictorConfig::for_rate(16_000)),
+            ..WavenetConfig::default()
+        };
+        let mulaw = MuLaw::default();
+        let coding = SignalCoding::new(&config, mulaw);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut shares = Vec::new();
+        let mut spread = 0usize;
+        for _ in 0..200 {
+            let logits: Vec<f32> = (0..256).map(|_| rng.random_range(-4.0f32..4.0)).collect();
+            let x = rng.random_range(-0.9f32..0.9);
+            // Predictions near the sample, as a good predictor's are.
+            let p = x + rng.random_range(-0.05f32..0.05);
+            let want = coding.signal_nll(&logits, x, p);
+            let target = Target::Cell {
+                mulaw,
+                class: mulaw.encode(x),
+                shift: coding.cell_shift(p),
+            };
+            let mut row = logits.clone();
+            let got = row_loss(&mut row, target, 1.0, &mut shares);
+            assert!(
+                (got - f64::from(want)).abs() <= 1e-4 * f64::from(want),
+                "{got} against {want}"
+            );
+            // The gradient is the softmax minus a distribution: it sums to 0.
+            let total: f32 = row.iter().sum();
+            assert!(total.abs() < 1e-5, "{total}");
+            spread = spread.max(shares.len());
+        }
+        // Loud cells hold many fine residual cells: the loss is not one class's.
+        assert!(spread > 10, "{spread}");
+    }
+
+    #[test]
+    fn unshifted_cells_score_as_the_cross_entropy() {
+        let mulaw = MuLaw::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+        let mut shares = Vec::new();
+        for class in [0, 3, 127, 128, 200, 255] {
+            let logits: Vec<f32> = (0..256).map(|_| rng.random_range(-4.0f32..4.0)).collect();
+            let (mut a, mut b) = (logits.clone(), logits);
+            let ce = row_loss(&mut a, Target::Class(class), 0.5, &mut shares);
+            let cell = row_loss(
+                &mut b,
+                Target::Cell {
+                    mulaw,
+                    class,
+                    shift: 0.0,
+                },
+                0.5,
+                &mut shares,
+            );
+            assert!((ce - cell).abs() < 1e-5, "{class}: {ce} against {cell}");
+            let worst = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst < 1e-6, "{class}: gradients differ by {worst}");
+        }
     }
 
     #[test]

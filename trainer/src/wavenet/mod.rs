@@ -14,7 +14,9 @@
 //!
 //! **Loss.** The input is the µ-law class sequence and the target the same
 //! sequence shifted by one sample: cross-entropy of the next sample's class,
-//! in nats per sample. Each chunk of `chunk_len` targets is fed together
+//! in nats per sample (or, for a model whose output classes are not the
+//! audio's, the signal loss if the run asks for it: the audio's own µ-law
+//! cell, see [`gradients::Target`]). Each chunk of `chunk_len` targets is fed together
 //! with the `receptive_field - 1` samples before it, and only the last
 //! `chunk_len` outputs are scored (the engine's forward pass with
 //! [`Padding::Valid`]), so every scored position sees a full receptive
@@ -45,7 +47,6 @@ mod sample;
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::prediction_inputs::PredictionInputs;
@@ -136,6 +137,9 @@ impl Task for Wavenet {
         }
         let mulaw = MuLaw::new(model.config.classes)
             .ok_or_else(|| TrainError::BadConfig("the model's class count is invalid".into()))?;
+        if config.signal_loss {
+            signal_loss_applies(model)?;
+        }
         let chunks = |files: &[AudioFile]| -> Vec<Vec<Chunk>> {
             files
                 .iter()
@@ -301,6 +305,17 @@ impl WavenetTrainer {
         Ok(())
     }
 
+    /// Scores by the audio's µ-law cells from the next step on (see
+    /// [`WavenetTrainConfig::signal_loss`]), e.g. for a resumed run; the
+    /// validation rows from here on report that measure.
+    pub fn set_signal_loss(&mut self, on: bool) -> Result<(), TrainError> {
+        if on {
+            signal_loss_applies(&self.model)?;
+        }
+        self.config.signal_loss = on;
+        Ok(())
+    }
+
     /// Records where the data came from (saved with checkpoints).
     pub fn set_source(&mut self, source: WavenetDataSource) {
         self.progress.source = Some(source);
@@ -369,8 +384,7 @@ impl WavenetTrainer {
         let (mut sum, mut count) = (0.0f64, 0usize);
         for batch in self.state.val_chunks.chunks(self.config.batch_size) {
             let tensors = self.tensors(batch, &self.state.encoded.val, None)?;
-            let loss = scored_loss(&net, &tensors, len)?.to_scalar::<f32>()?;
-            sum += f64::from(loss) * (batch.len() * len) as f64;
+            sum += scored_loss(&net, &tensors, len)?;
             count += batch.len() * len;
         }
         Ok(Some(sum / count.max(1) as f64))
@@ -441,7 +455,7 @@ impl WavenetTrainer {
             files,
             self.state.encoded.silence,
             (self.model.receptive_field(), self.config.chunk_len),
-            noise.as_mut(),
+            (noise.as_mut(), self.config.signal_loss),
             self.model.net.embedding.device(),
         )
     }
@@ -474,13 +488,60 @@ impl WavenetTrainer {
     }
 }
 
-/// Mean cross-entropy (nats) of the last `len` positions of every row: the
-/// ones the valid forward pass computes.
-fn scored_loss(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Result<Tensor> {
+/// Summed loss (nats) of the last `len` positions of every row, the ones
+/// the valid forward pass computes: candle's cross-entropy, or with the
+/// signal loss the trainer's own per-row loss ([`gradients::row_loss`]) of
+/// candle's logits.
+fn scored_loss(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Result<f64> {
+    let Some(cells) = &batch.cells else {
+        let mean = cross_entropy(net, batch, len)?.to_scalar::<f32>()?;
+        return Ok(f64::from(mean) * batch.targets.elem_count() as f64);
+    };
+    let logits = scored_logits(net, batch, len)?;
+    let classes = logits.dim(1)?;
+    let mulaw = MuLaw::new(classes).ok_or_else(|| candle_core::Error::Msg(format!("{classes} classes")))?;
+    let mut shares = Vec::new();
+    Ok(logits
+        .to_vec2::<f32>()?
+        .iter_mut()
+        .zip(cells)
+        .map(|(row, &(class, shift))| {
+            let target = gradients::Target::Cell {
+                mulaw,
+                class: class as usize,
+                shift: f64::from(shift),
+            };
+            gradients::row_loss(row, target, 1.0, &mut shares)
+        })
+        .sum())
+}
+
+/// The logits of the scored positions, `[B * len, classes]`.
+fn scored_logits(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Result<candle_core::Tensor> {
     let logits = net.forward_with_predictions(&batch.inputs, &batch.predictions, Padding::Valid)?;
     let (b, t, classes) = logits.dims3()?;
     debug_assert_eq!(t, len);
-    candle_nn::loss::cross_entropy(&logits.reshape((b * t, classes))?, &batch.targets)
+    logits.reshape((b * t, classes))
+}
+
+/// Mean cross-entropy of the scored positions' target classes, as a
+/// tensor autograd can differentiate.
+fn cross_entropy(net: &WavenetNet, batch: &Batch, len: usize) -> candle_core::Result<candle_core::Tensor> {
+    candle_nn::loss::cross_entropy(&scored_logits(net, batch, len)?, &batch.targets)
+}
+
+/// An error unless `model` codes its output classes otherwise than as the
+/// audio's, the only models the signal loss changes.
+fn signal_loss_applies(model: &WavenetModel) -> Result<(), TrainError> {
+    if model.config.residual_target || model.config.pre_emphasis {
+        Ok(())
+    } else {
+        Err(TrainError::BadConfig(
+            "the signal loss needs a model with a residual target or pre-emphasis: a plain model's \
+             cross-entropy already scores the audio's own classes (leave --signal-loss out)"
+                .into(),
+        ))
+    }
 }
 
 /// The metrics history as CSV, header included (NaN cells left empty). A

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use reverie_engine::likelihood::Scorer;
+use reverie_engine::mulaw::MuLaw;
+use reverie_engine::prediction_inputs::PredictionInputs;
+use reverie_engine::signal_coding::SignalCoding;
+use reverie_engine::wavenet::WavenetConfig;
 
 use crate::generate_cmd::{load_audio_at, load_sampler};
 use crate::progress::styled_bar;
@@ -79,18 +83,23 @@ impl Level {
     }
 }
 
-/// Sum of NLL and count of samples, per level.
+/// Sum of NLL and count of samples, per level, and for a model with a
+/// predictor the power of the coded signal and of the predictor's error.
 #[derive(Default)]
 struct Tally {
     nll: [f64; 5],
     count: [usize; 5],
+    signal: [f64; 5],
+    error: [f64; 5],
 }
 
 impl Tally {
-    fn add(&mut self, level: Level, nll: f32) {
+    fn add(&mut self, level: Level, nll: f32, (signal, error): (f64, f64)) {
         let i = level as usize;
         self.nll[i] += f64::from(nll);
         self.count[i] += 1;
+        self.signal[i] += signal;
+        self.error[i] += error;
     }
 
     fn total(&self) -> (f64, usize) {
@@ -105,6 +114,7 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
     args.prior.apply(&mut sampler)?;
     let rate = sampler.sample_rate();
     let mulaw = sampler.mulaw();
+    let config = sampler.config().clone();
     let audio = args
         .files
         .iter()
@@ -138,6 +148,7 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
         }
         let mut file = Tally::default();
         let rms = WindowRms::new(x);
+        let errors = prediction_errors(&config, mulaw, x)?;
         for (i, &v) in nll.iter().enumerate() {
             // nll[i] scores sample i + 1.
             let t = i + 1;
@@ -145,8 +156,9 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
                 rms.of(t.saturating_sub(window), t),
                 rms.of(t, (t + window).min(x.len())),
             );
-            file.add(level, v);
-            all.add(level, v);
+            let e = errors.as_ref().map_or((0.0, 0.0), |e| e[t]);
+            file.add(level, v, e);
+            all.add(level, v, e);
         }
         lines.push(file_line(&path.display().to_string(), &file));
     }
@@ -172,10 +184,20 @@ pub fn run(args: &NllArgs) -> anyhow::Result<()> {
         } else {
             "    -".into()
         };
+        let gain = if config.predictor.is_some() {
+            format!("  predictor {:5.1} dB", gain_db(all.signal[i], all.error[i]))
+        } else {
+            String::new()
+        };
         println!(
-            "  {:34} {share:5.1}% of samples  {:5.2} nats  {loss} of the loss",
+            "  {:34} {share:5.1}% of samples  {:5.2} nats  {loss} of the loss{gain}",
             level.label(),
             all.nll[i] / all.count[i] as f64
+        );
+    }
+    if config.predictor.is_some() {
+        println!(
+            "(predictor: the model's own predictor's gain, signal over prediction error, on the audio as the model codes it)"
         );
     }
     println!(
@@ -194,6 +216,42 @@ fn file_line(name: &str, t: &Tally) -> String {
         "{name}: {mean:.3} nats ({:.3} bits) per sample over {n} samples",
         mean / std::f64::consts::LN_2
     )
+}
+
+/// For a model with a predictor, each sample's coded value squared and the
+/// predictor's error squared: the predictor the model runs, teacher-forced
+/// from the file's first sample as scoring is, on the signal as the model
+/// codes it (pre-emphasised, for such a model).
+fn prediction_errors(
+    config: &WavenetConfig,
+    mulaw: MuLaw,
+    x: &[f32],
+) -> anyhow::Result<Option<Vec<(f64, f64)>>> {
+    let Some(mut inputs) = PredictionInputs::of_model(config, mulaw)? else {
+        return Ok(None);
+    };
+    let mut coding = SignalCoding::new(config, mulaw);
+    let classes: Vec<u32> = x.iter().map(|&v| coding.input_class(v) as u32).collect();
+    let before = inputs.for_sequence(&classes).before;
+    Ok(Some(
+        classes
+            .iter()
+            .zip(before)
+            .map(|(&c, p)| {
+                let v = f64::from(mulaw.decode(c as usize));
+                (v * v, (v - f64::from(p)).powi(2))
+            })
+            .collect(),
+    ))
+}
+
+/// Signal over error power in dB (0 for no signal).
+fn gain_db(signal: f64, error: f64) -> f64 {
+    if signal <= 0.0 {
+        0.0
+    } else {
+        10.0 * (signal / error.max(1e-30)).log10()
+    }
 }
 
 /// RMS of any window of a signal in O(1), from running sums of squares.
@@ -234,6 +292,46 @@ mod tests {
         assert_eq!(Level::of(0.0, 0.005), Level::Silence, "too quiet to be an onset");
         assert_eq!(Level::of(0.1, 0.39), Level::Loud, "under 12 dB louder");
         assert_eq!(Level::of(0.1, 0.41), Level::Onset);
+    }
+
+    #[test]
+    fn the_predictor_foresees_a_tone_and_not_noise() {
+        use reverie_engine::predictor::PredictorConfig;
+        let config = WavenetConfig {
+            predictor: Some(PredictorConfig::for_rate(16_000)),
+            ..WavenetConfig::default()
+        };
+        let mulaw = MuLaw::default();
+        let gain = |x: &[f32]| {
+            let e = prediction_errors(&config, mulaw, x).unwrap().unwrap();
+            assert_eq!(e.len(), x.len());
+            // After the first 0.1 s, once the predictor has heard enough.
+            let (s, r) = e[1_600..]
+                .iter()
+                .fold((0.0, 0.0), |(s, r), &(a, b)| (s + a, r + b));
+            gain_db(s, r)
+        };
+        let tone: Vec<f32> = (0..16_000)
+            .map(|t| {
+                let w = std::f32::consts::TAU * 220.0 * t as f32 / 16_000.0;
+                0.4 * w.sin() + 0.2 * (3.0 * w).sin()
+            })
+            .collect();
+        let mut state = 1u32;
+        let noise: Vec<f32> = (0..16_000)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        let (tone_gain, noise_gain) = (gain(&tone), gain(&noise));
+        // The µ-law steps near 0.4 (about 0.6%) bound what any predictor
+        // of the decoded classes can reach: some 30 dB.
+        assert!(tone_gain > 20.0, "{tone_gain}");
+        assert!(noise_gain.abs() < 1.0, "{noise_gain}");
+        assert!(prediction_errors(&WavenetConfig::default(), mulaw, &tone)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

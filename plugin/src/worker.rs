@@ -58,7 +58,12 @@ fn below_the_audio_thread() {
     // niceness needs no privilege and cannot fail in a harmful way.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICENESS);
+        // Relative to the host's: a host started under `nice` keeps its
+        // workers below it too (an absolute value would be refused, or as
+        // root would lift the workers above the host's threads). An error
+        // reads as -1, which only lowers the worker a little less.
+        let host = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (host + WORKER_NICENESS).min(19));
     }
     #[cfg(target_os = "macos")]
     // SAFETY: sets the calling thread's quality-of-service class.
@@ -67,7 +72,8 @@ fn below_the_audio_thread() {
     }
 }
 
-/// The niceness of worker threads on Linux (0 normal, 19 lowest).
+/// How much nicer than the host's threads workers run on Linux (niceness
+/// 0 is normal, 19 the lowest).
 #[cfg(target_os = "linux")]
 pub const WORKER_NICENESS: libc::c_int = 5;
 

@@ -241,6 +241,9 @@ impl Task for Wavenet {
         metrics.push(("samples_per_second", trainer.samples_per_second()));
         // How it was trained, beside how well: the option is in the file.
         metrics.push(("input_noise_classes", f64::from(trainer.config.input_noise)));
+        if trainer.config.signal_loss {
+            metrics.push(("signal_loss", 1.0));
+        }
         metrics
     }
 

@@ -457,7 +457,7 @@ fn resume(
             path.display()
         );
     }
-    let checkpoint = WavenetCheckpoint::load(path, device)?;
+    let mut checkpoint = WavenetCheckpoint::load(path, device)?;
     note_ignored_on_resume(&[
         ("--batch", args.batch.is_some()),
         ("--chunk", args.chunk.is_some()),
@@ -486,17 +486,24 @@ fn resume(
         |s| &mut s.root,
     )?;
     let data = load(&source)?;
-    let mut trainer = WavenetTrainer::from_checkpoint(checkpoint, &data)?;
+    // Before the trainer is built: it codes the data for the loss it runs.
+    let switch_on = args.signal_loss && !checkpoint.config.signal_loss;
+    checkpoint.config.signal_loss |= args.signal_loss;
+    let trainer = WavenetTrainer::from_checkpoint(checkpoint, &data);
+    let mut trainer = if switch_on {
+        trainer.context("--signal-loss")?
+    } else {
+        trainer?
+    };
+    if switch_on {
+        eprintln!(
+            "note: --signal-loss scores the audio's own µ-law cells from here on; validation rows from here on are that measure"
+        );
+    }
     if let Some(lr) = args.lr {
         trainer.set_learning_rate(lr)?;
         eprintln!(
             "note: --lr {lr} replaces the checkpoint's learning rate from here on (the optimiser keeps its state)"
-        );
-    }
-    if args.signal_loss && !trainer.config().signal_loss {
-        trainer.set_signal_loss(true).context("--signal-loss")?;
-        eprintln!(
-            "note: --signal-loss scores the audio's own µ-law cells from here on; validation rows from here on are that measure"
         );
     }
     warn_if_data_changed(trainer.data_changed(&data), "audio", &source.root);

@@ -46,8 +46,8 @@ pub(crate) struct EncodedFiles {
     /// residual target, see [`SignalCoding::target_class`]); empty otherwise.
     pub(crate) targets: Vec<Vec<u32>>,
     /// Each file's audio classes with the shift of the output classes'
-    /// cells before each sample ([`SignalCoding::cell_shift`]), where the
-    /// coding is not plain: what the signal loss scores. Empty otherwise.
+    /// cells before each sample ([`SignalCoding::cell_shift`]), for a run
+    /// with the signal loss: what it scores. Empty otherwise.
     pub(crate) cells: Vec<Vec<(u32, f32)>>,
 }
 
@@ -61,12 +61,14 @@ pub(crate) struct Encoded {
 impl Encoded {
     /// Each file coded as the model codes audio (`coding`, from silence at
     /// its start, as scoring does), with the prediction inputs and residual
-    /// targets the model has.
+    /// targets the model has, and the cells the signal loss scores when
+    /// `cells`.
     pub(crate) fn new(
         data: &WavenetData,
         mulaw: MuLaw,
         coding: &mut SignalCoding,
         mut inputs: Option<PredictionInputs>,
+        cells: bool,
     ) -> Self {
         let mut enc = |files: &[AudioFile]| {
             let mut out = EncodedFiles {
@@ -87,18 +89,18 @@ impl Encoded {
                         .collect(),
                     _ => Vec::new(),
                 };
-                let mut cells = Vec::new();
-                if !coding.is_plain() {
+                let mut scored = Vec::new();
+                if cells {
                     // The scorer's order: the shift before each sample, then
                     // the sample's class fed.
                     coding.reset();
                     for (t, (&c, &x)) in classes.iter().zip(&f.samples).enumerate() {
                         let p = predicted.as_ref().map_or(0.0, |p| p.before[t]);
-                        cells.push((mulaw.encode(x) as u32, coding.cell_shift(p) as f32));
+                        scored.push((mulaw.encode(x) as u32, coding.cell_shift(p) as f32));
                         coding.fed(c as usize);
                     }
                 }
-                out.cells.push(cells);
+                out.cells.push(scored);
                 out.predictions.push(predicted.map_or_else(Vec::new, |p| p.rows));
                 out.targets.push(targets);
                 out.classes.push(classes);

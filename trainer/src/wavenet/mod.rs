@@ -158,6 +158,7 @@ impl Task for Wavenet {
                     &mut SignalCoding::new(&model.config, mulaw),
                     PredictionInputs::of_model(&model.config, mulaw)
                         .map_err(|e| TrainError::BadConfig(e.to_string()))?,
+                    config.signal_loss,
                 ),
                 train_chunks,
                 val_chunks: spread(&all_val, config.val_chunks),
@@ -305,17 +306,6 @@ impl WavenetTrainer {
             )));
         }
         self.config.schedule.lr = lr;
-        Ok(())
-    }
-
-    /// Scores by the audio's µ-law cells from the next step on (see
-    /// [`WavenetTrainConfig::signal_loss`]), e.g. for a resumed run; the
-    /// validation rows from here on report that measure.
-    pub fn set_signal_loss(&mut self, on: bool) -> Result<(), TrainError> {
-        if on {
-            signal_loss_applies(&self.model)?;
-        }
-        self.config.signal_loss = on;
         Ok(())
     }
 

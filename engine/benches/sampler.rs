@@ -13,11 +13,14 @@
 //!   sample;
 //! - `predictor/predict_push`: the backward-adaptive predictor
 //!   (`engine::predictor`, default for 16 kHz: order 16, pitch 2-20 ms,
-//!   refitted every 2.5 ms) alone, per sample, to set beside the sampler;
+//!   refitted every 2.5 ms) alone, per sample, to set beside the sampler,
+//!   and `predict_push_order64` the order-64 runs' (50 ms windows);
 //!   the summary also times the sampler of a model with prediction inputs
 //!   (the predictor and its embeddings inside the step), and with every
 //!   option of issue 17 (also pre-emphasis, a residual target and
-//!   tone-aware sampling, whose pitch predictor is a second one), and with
+//!   tone-aware sampling, whose pitch predictor is a second one), the
+//!   order-64 runs' model (those options but tone-aware sampling, with
+//!   the order-64 predictor), and with
 //!   prediction inputs and the tone prior; `predictor/tone_prior_push_shape`:
 //!   the tone prior alone where it shapes every step (on a tone).
 //!
@@ -129,6 +132,21 @@ fn bench(c: &mut Criterion) {
     predictor_cost(c);
 }
 
+/// The predictor of the order-64 runs (models/README): 64 coefficients
+/// fitted over 50 ms, damped, with the string loop's pitch stage; each fit
+/// costs about four times the default's.
+fn long_predictor_config() -> PredictorConfig {
+    PredictorConfig {
+        order: 64,
+        window: 800,
+        expansion: 0.9883,
+        min_lag: 23,
+        max_lag: 80,
+        pitch_lowpass: 0.03,
+        ..PredictorConfig::for_rate(RATE as u32)
+    }
+}
+
 /// The predictor's cost per sample on a periodic signal (every refit runs
 /// the full pitch search), as a group of its own.
 fn predictor_cost(c: &mut Criterion) {
@@ -137,17 +155,22 @@ fn predictor_cost(c: &mut Criterion) {
     let signal: Vec<f32> = (0..BLOCK * 16)
         .map(|i| 0.3 * (i as f32 * std::f32::consts::TAU * 220.0 / RATE).sin())
         .collect();
-    let mut p = Predictor::new(PredictorConfig::for_rate(RATE as u32)).unwrap();
     let mut at = 0;
-    group.bench_function("predict_push", |b| {
-        b.iter(|| {
-            for _ in 0..BLOCK {
-                black_box(p.predict());
-                p.push(signal[at]);
-                at = (at + 1) % signal.len();
-            }
-        })
-    });
+    for (name, config) in [
+        ("predict_push", PredictorConfig::for_rate(RATE as u32)),
+        ("predict_push_order64", long_predictor_config()),
+    ] {
+        let mut p = Predictor::new(config).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..BLOCK {
+                    black_box(p.predict());
+                    p.push(signal[at]);
+                    at = (at + 1) % signal.len();
+                }
+            })
+        });
+    }
     // The tone prior on a tone, where it is trusted and shapes every
     // step (its worst case): its predictor, the Gaussian and the mixture.
     let mut prior = TonePrior::new(TONE_PRIOR, RATE as u32, reverie_engine::mulaw::MuLaw::default()).unwrap();
@@ -256,6 +279,12 @@ fn summary() {
     all_options.config.residual_target = true;
     all_options.config.tone_aware = true;
     let all_options = WavenetModel::from_raw(&all_options.to_raw().unwrap(), &Device::Cpu).unwrap();
+    // The order-64 runs' model (models/README): prediction inputs from the
+    // order-64 predictor, pre-emphasis and a residual target, sampled
+    // plainly (one predictor).
+    let mut long_predictor = all_options.clone();
+    long_predictor.config.predictor = Some(long_predictor_config());
+    long_predictor.config.tone_aware = false;
     let mut time_model = |model: &WavenetModel| {
         let mut s = Sampler::from_model(model).unwrap();
         s.use_kernels(Kernels::fastest());
@@ -276,6 +305,7 @@ fn summary() {
     let with_predictor = time_model(&predicting_model);
     let with_tone_prior = time_model(&toned);
     let with_all_options = time_model(&all_options);
+    let with_long_predictor = time_model(&long_predictor);
     let step_only = per(
         timings(11, || {
             for i in 0..n {
@@ -346,6 +376,13 @@ fn summary() {
         (
             format!("same, with every issue-17 option, {:?}", Kernels::fastest()),
             with_all_options,
+        ),
+        (
+            format!(
+                "same, order-64 runs' model (no tone-aware), {:?}",
+                Kernels::fastest()
+            ),
+            with_long_predictor,
         ),
         ("cached step only (no sampling)".to_string(), step_only),
         ("cached priming (teacher forcing)".to_string(), prime),

@@ -16,7 +16,6 @@
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -51,16 +50,13 @@ pub fn reverie_bundle() -> &'static Bundle {
     static BUNDLE: OnceLock<Bundle> = OnceLock::new();
     BUNDLE.get_or_init(|| {
         let root = crate::workspace_root();
-        let build = Command::new(env!("CARGO"))
-            .args(["build", "-p", "reverie", "--features", "assert_process_allocs"])
-            .current_dir(&root)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            build.status.success(),
-            "building the plugin failed:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+        crate::succeeds(&mut crate::cargo(&[
+            "build",
+            "-p",
+            "reverie",
+            "--features",
+            "assert_process_allocs",
+        ]));
         let built = target_dir(&root).join("debug");
         remove_stale_copies();
         let dir = std::env::temp_dir().join(format!("{COPY_PREFIX}{}", std::process::id()));

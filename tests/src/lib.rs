@@ -23,14 +23,28 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo ARGS` from the workspace root, as a user would run it.
+pub fn cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.args(args).current_dir(workspace_root());
+    command
+}
+
+/// Runs `command` (a [`cargo`] command) and returns its output, failing
+/// the test with cargo's messages if it does not succeed.
+pub fn succeeds(command: &mut Command) -> Output {
+    let out = command.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `cargo xtask ARGS` from the workspace root, exactly as a user would.
 pub fn cargo_xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO"))
-        .arg("xtask")
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo runs")
+    cargo(&["xtask"]).args(args).output().expect("cargo runs")
 }
 
 /// Runs `cargo xtask ARGS` and checks it fails the way a user should see:

@@ -4,33 +4,25 @@
 //! dependencies.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use clack_host::prelude::PluginEntry;
 use reverie_tests::clap_host::ClapPlugin;
-use reverie_tests::{scratch, workspace_root};
+use reverie_tests::{cargo, scratch, succeeds};
 
 #[test]
 fn install_puts_loadable_bundles_in_the_users_plugin_folders() {
     let home = scratch("install-home");
-    let out = Command::new(env!("CARGO"))
-        // The features the CLAP and VST3 tests build with: one build of the
-        // plugin serves all of them.
-        .args([
+    // The features the CLAP and VST3 tests build with: one build of the
+    // plugin serves all of them.
+    succeeds(
+        cargo(&[
             "xtask",
             "install",
             "--debug",
             "--features",
             "assert_process_allocs",
         ])
-        .env("HOME", &home)
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        .env("HOME", &home),
     );
     let clap = home.join(".clap/Reverie.clap");
     let vst3 = home.join(".vst3/Reverie.vst3/Contents/x86_64-linux/Reverie.so");
@@ -54,17 +46,7 @@ fn install_puts_loadable_bundles_in_the_users_plugin_folders() {
 /// one `name version [features]` line each (build and proc-macro
 /// dependencies on lines of their own where their features differ).
 fn packages_with_features(args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO"))
-        .args(["tree", "--prefix", "none", "-f", "{p} [{f}]"])
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo tree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(cargo(&["tree", "--prefix", "none", "-f", "{p} [{f}]"]).args(args));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| line.trim_end_matches(" (*)").to_string())

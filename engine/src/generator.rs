@@ -179,6 +179,7 @@ mod tests {
             classes: 32,
             predictor: None,
             pre_emphasis: false,
+            emphasis_128ths: crate::emphasis::LPCNET_128THS,
             residual_target: false,
             tone_aware: false,
             tone_prior: None,

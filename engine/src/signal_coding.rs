@@ -33,6 +33,8 @@ const FULL_SCALE: f64 = 1.0;
 pub struct SignalCoding {
     mulaw: MuLaw,
     emphasis: bool,
+    /// The emphasis coefficient in 128ths.
+    coefficient: u8,
     residual: bool,
     /// The audio value of every class.
     decoded: Vec<f32>,
@@ -50,10 +52,11 @@ impl SignalCoding {
         Self {
             mulaw,
             emphasis: config.pre_emphasis,
+            coefficient: config.emphasis_128ths,
             residual: config.residual_target,
             decoded: (0..mulaw.classes()).map(|k| mulaw.decode(k)).collect(),
-            pre: PreEmphasis::new(),
-            de: DeEmphasis::with_limit(FULL_SCALE),
+            pre: PreEmphasis::new(config.emphasis_128ths),
+            de: DeEmphasis::new(config.emphasis_128ths, FULL_SCALE),
             audio: 0.0,
         }
     }
@@ -66,8 +69,8 @@ impl SignalCoding {
 
     /// Back to silence.
     pub fn reset(&mut self) {
-        self.pre = PreEmphasis::new();
-        self.de = DeEmphasis::with_limit(FULL_SCALE);
+        self.pre = PreEmphasis::new(self.coefficient);
+        self.de = DeEmphasis::new(self.coefficient, FULL_SCALE);
         self.audio = 0.0;
     }
 

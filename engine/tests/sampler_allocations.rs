@@ -59,6 +59,7 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
         classes: 256,
         predictor: None,
         pre_emphasis: false,
+        emphasis_128ths: reverie_engine::emphasis::LPCNET_128THS,
         residual_target: false,
         tone_aware: false,
         tone_prior: None,

@@ -34,6 +34,7 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         classes,
         predictor: None,
         pre_emphasis: false,
+        emphasis_128ths: reverie_engine::emphasis::LPCNET_128THS,
         residual_target: false,
         tone_aware: false,
         tone_prior: None,
@@ -227,8 +228,9 @@ fn test_configs_with_predictors() -> Vec<WavenetConfig> {
 }
 
 /// Models with each signal coding option (pre-emphasis, residual target,
-/// both), on prediction inputs, and the residual target again with a
-/// bandwidth-expanded predictor whose pitch stage has a loss filter.
+/// both), on prediction inputs, the residual target again with a
+/// bandwidth-expanded predictor whose pitch stage has a loss filter, and
+/// both with a gentler pre-emphasis.
 fn coded_configs() -> Vec<WavenetConfig> {
     let base = with_predictor(config(&[1, 2, 4, 8, 1, 2], 8, 6, 12, 256), true);
     let mut coded: Vec<WavenetConfig> = [(true, false), (false, true), (true, true)]
@@ -240,10 +242,18 @@ fn coded_configs() -> Vec<WavenetConfig> {
         })
         .collect();
     let mut expanded = coded[1].clone();
-    expanded.predictor = expanded
-        .predictor
-        .map(|p| PredictorConfig { expansion: 0.95, ..p });
+    expanded.predictor = expanded.predictor.map(|p| PredictorConfig {
+        expansion: 0.95,
+        pitch_lowpass: 0.1,
+        ..p
+    });
     coded.push(expanded);
+    // Both codings with a gentler pre-emphasis than LPCNet's.
+    let gentle = WavenetConfig {
+        emphasis_128ths: 64,
+        ..coded[2].clone()
+    };
+    coded.push(gentle);
     coded
 }
 
@@ -827,6 +837,24 @@ fn model_file_round_trip_gives_identical_logits() {
         }
         model_file_round_trip(random_model(cfg, 12), predictor);
     }
+    // The options of the signal coding and the predictor come back from
+    // the file; each is stored only where it differs from what files
+    // before it meant.
+    let coded = coded_configs();
+    let (gentle, filtered) = (coded[coded.len() - 1].clone(), coded[coded.len() - 2].clone());
+    for (cfg, stored, absent) in [
+        (gentle, "\"emphasis_128ths\":64", "pitch_lowpass"),
+        (filtered, "\"pitch_lowpass\":0.1", "emphasis_128ths"),
+    ] {
+        let model = random_model(cfg.clone(), 15);
+        let bytes = model.to_raw().unwrap().to_bytes().unwrap();
+        let back = WavenetModel::from_bytes(&bytes, &Device::Cpu).unwrap();
+        assert_eq!(back.config, cfg);
+        let json = back.meta.config.to_string();
+        assert!(json.contains(stored) && !json.contains(absent), "{json}");
+        let seq = random_classes(64, 256, 16);
+        assert_eq!(candle_logits(&back, &seq), candle_logits(&model, &seq));
+    }
 }
 
 fn model_file_round_trip(mut model: WavenetModel, predictor: bool) {
@@ -845,6 +873,7 @@ fn model_file_round_trip(mut model: WavenetModel, predictor: bool) {
     // A plain model's file says nothing of predictors: files from before
     // the option and after it are the same.
     assert_eq!(back.meta.config.get("predictor").is_some(), predictor);
+    assert!(back.meta.config.get("emphasis_128ths").is_none());
     assert_eq!(back.config.prediction_inputs(), if predictor { 2 } else { 0 });
     let seq = random_classes(64, 256, 13);
     assert_eq!(candle_logits(&back, &seq), candle_logits(&model, &seq));

@@ -211,6 +211,7 @@ mod tests {
             classes: 16,
             predictor: Some(PredictorConfig::for_rate(16_000)),
             pre_emphasis: true,
+            emphasis_128ths: reverie_engine::emphasis::LPCNET_128THS,
             residual_target: true,
             tone_aware: false,
             tone_prior: None,

@@ -28,6 +28,7 @@ fn tiny_config(classes: usize) -> WavenetConfig {
         classes,
         predictor: None,
         pre_emphasis: false,
+        emphasis_128ths: reverie_engine::emphasis::LPCNET_128THS,
         residual_target: false,
         tone_aware: false,
         tone_prior: None,

@@ -222,12 +222,17 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         predictor: Option<PredictorConfig>,
         #[serde(default)]
         pre_emphasis: bool,
+        #[serde(default = "lpcnet_emphasis")]
+        emphasis_128ths: u8,
         #[serde(default)]
         residual_target: bool,
         #[serde(default)]
         tone_aware: bool,
         #[serde(default)]
         tone_prior: Option<reverie_engine::tone_prior::TonePriorConfig>,
+    }
+    fn lpcnet_emphasis() -> u8 {
+        reverie_engine::emphasis::LPCNET_128THS
     }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -240,6 +245,7 @@ pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
         classes: a.classes,
         predictor: a.predictor,
         pre_emphasis: a.pre_emphasis,
+        emphasis_128ths: a.emphasis_128ths,
         residual_target: a.residual_target,
         tone_aware: a.tone_aware,
         tone_prior: a.tone_prior,

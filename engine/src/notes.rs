@@ -22,6 +22,12 @@
 //! rises 5.7 dB then 4.3 dB) and would otherwise go unseen; the "not
 //! itself an onset" rule keeps the same attack from counting twice, once
 //! in the frame where it begins and again in the next, fuller one.
+//!
+//! **Level.** The frames' levels leave their means out, so a signal that
+//! wanders (content below about 30 Hz) or plays against the rails would
+//! read as notes; three more measures say so: the median level of the
+//! sounding frames, the share of samples at full scale, and the share of
+//! the energy in the frames' means.
 
 use rustfft::num_complex::Complex32;
 use rustfft::FftPlanner;
@@ -47,6 +53,13 @@ pub const FULL_BAND: (f32, f32) = (50.0, 8_000.0);
 /// A stretch without an onset longer than this (seconds), mostly sounding,
 /// is a drone: no piano note rings that long in a melody.
 pub const DRONE_S: f32 = 3.0;
+/// Samples at or beyond this magnitude are at full scale (the largest
+/// 16-bit value is 0.99997).
+pub const CLIP_LEVEL: f32 = 0.999;
+/// More than this share of samples at full scale is clipping: a recording
+/// of an acoustic instrument peaks below full scale, a converter that clips
+/// does so for a few samples of a peak, not for one in a thousand.
+pub const CLIPPING_SHARE: f32 = 0.001;
 
 /// Lowest rate measured: below it a frame would be under 32 samples.
 const MIN_RATE: u32 = 1_000;
@@ -104,6 +117,18 @@ pub struct NoteMeasures {
     /// piano melodies, 5000/7950 = 0.63 for white noise at 16 kHz or more.
     /// `None` when no frame sounds.
     pub high_share: Option<f32>,
+    /// The median level of the sounding frames (dBFS, as the frames'
+    /// levels): -17 to -24 for these piano melodies. `None` when no frame
+    /// sounds.
+    pub sounding_level_db: Option<f32>,
+    /// Share of samples at full scale ([`CLIP_LEVEL`] or beyond), 0 to 1;
+    /// 0 when there are no samples.
+    pub clipped: f32,
+    /// Share of the energy in the whole frames that is in their means: what
+    /// lies below about 30 Hz, a wandering offset, which the frames' levels
+    /// leave out. At most 0.001 for these piano melodies (the part of a low
+    /// note's cycle a frame cuts off); 0 for silence.
+    pub offset_share: f32,
 }
 
 impl NoteMeasures {
@@ -112,6 +137,12 @@ impl NoteMeasures {
     pub fn drone_s(&self) -> Option<f32> {
         (self.longest_without_onset_s > DRONE_S && self.longest_without_onset_sounding >= 0.5)
             .then_some(self.longest_without_onset_s)
+    }
+
+    /// Whether the audio clips: more than [`CLIPPING_SHARE`] of its samples
+    /// at full scale.
+    pub fn clips(&self) -> bool {
+        self.clipped > CLIPPING_SHARE
     }
 }
 
@@ -190,7 +221,42 @@ pub fn measure_notes(x: &[f32], rate: u32) -> Result<NoteMeasures, NotesError> {
         decays: drops.len(),
         decay_db: median(&drops),
         high_share: high_share(x, len, rate, &sounding),
+        sounding_level_db: {
+            let mut l: Vec<f32> = levels
+                .iter()
+                .zip(&sounding)
+                .filter(|(_, &s)| s)
+                .map(|(&l, _)| l)
+                .collect();
+            l.sort_by(f32::total_cmp);
+            median(&l)
+        },
+        clipped: if x.is_empty() {
+            0.0
+        } else {
+            x.iter().filter(|v| v.abs() >= CLIP_LEVEL).count() as f32 / x.len() as f32
+        },
+        offset_share: offset_share(x, len),
     })
+}
+
+/// Energy of the frames' means over the energy of the whole frames.
+fn offset_share(x: &[f32], len: usize) -> f32 {
+    let (mut offsets, mut total) = (0.0f64, 0.0f64);
+    for frame in x.chunks_exact(len) {
+        let frame: Vec<f64> = frame
+            .iter()
+            .map(|&v| if v.is_finite() { f64::from(v) } else { 0.0 })
+            .collect();
+        let mean = frame.iter().sum::<f64>() / len as f64;
+        offsets += mean * mean * len as f64;
+        total += frame.iter().map(|v| v * v).sum::<f64>();
+    }
+    if total > 0.0 {
+        (offsets / total) as f32
+    } else {
+        0.0
+    }
 }
 
 /// The RMS level of a frame without its mean, in dBFS; exact silence (and
@@ -316,6 +382,10 @@ mod tests {
         assert!((decay - 15.0).abs() < 1.0, "{m:?}");
         assert!(m.high_share.unwrap() < 0.01, "{m:?}");
         assert_eq!(m.drone_s(), None);
+        // Tones well below full scale, without an offset.
+        assert_eq!(m.clipped, 0.0);
+        assert!(!m.clips());
+        assert!(m.offset_share < 1e-3, "{m:?}");
 
         // A steeper fall reads steeper, and the same notes at 44.1 kHz read
         // the same: nothing depends on the rate but the frame's rounding.
@@ -378,10 +448,47 @@ mod tests {
     }
 
     #[test]
+    fn a_wandering_offset_and_full_scale_read_as_such() {
+        // A tone at -12 dBFS: its level, no clipping, no offset.
+        let x: Vec<f32> = (0..2 * RATE as usize)
+            .map(|i| 0.25 * 2f32.sqrt() * (std::f32::consts::TAU * 440.0 * i as f32 / RATE as f32).sin())
+            .collect();
+        let m = measure_notes(&x, RATE).unwrap();
+        assert!((m.sounding_level_db.unwrap() + 12.04).abs() < 0.1, "{m:?}");
+        assert_eq!((m.clipped, m.clips()), (0.0, false));
+        assert!(m.offset_share < 1e-4, "{m:?}");
+        // The same over a 2 Hz swing of 0.5: the frames' levels hardly
+        // move (each frame's mean is left out), the offset holds the
+        // swing's power over the total, 0.125 / (0.125 + 0.0625).
+        let wandering: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v + 0.5 * (std::f32::consts::TAU * 2.0 * i as f32 / RATE as f32).sin())
+            .collect();
+        let w = measure_notes(&wandering, RATE).unwrap();
+        assert!(
+            (w.sounding_level_db.unwrap() - m.sounding_level_db.unwrap()).abs() < 1.0,
+            "{w:?}"
+        );
+        assert!((w.offset_share - 2.0 / 3.0).abs() < 0.02, "{w:?}");
+        // Driven past full scale and clamped, as a converter would: a
+        // third of the samples sit at the rails.
+        let driven: Vec<f32> = x.iter().map(|&v| (v * 8.0).clamp(-1.0, 1.0)).collect();
+        let d = measure_notes(&driven, RATE).unwrap();
+        assert!(d.clips() && d.clipped > 0.7, "{d:?}");
+        // One full-scale sample in two seconds is a peak, not clipping.
+        let mut peak = x.clone();
+        peak[1_000] = 1.0;
+        let p = measure_notes(&peak, RATE).unwrap();
+        assert!(p.clipped > 0.0 && !p.clips(), "{p:?}");
+    }
+
+    #[test]
     fn silence_has_no_sound_and_no_onsets() {
         let m = measure_notes(&vec![0.0; 2 * RATE as usize], RATE).unwrap();
         assert_eq!((m.frames, m.sounding, m.onsets, m.decays), (62, 0.0, 0, 0));
         assert_eq!((m.decay_db, m.high_share, m.longest_ring_s), (None, None, 0.0));
+        assert_eq!((m.sounding_level_db, m.clipped, m.offset_share), (None, 0.0, 0.0));
         assert!((m.longest_without_onset_s - 62.0 * 0.032).abs() < 1e-4, "{m:?}");
         assert_eq!(m.drone_s(), None, "silence is no drone");
         // A constant offset, NaN and no samples at all are silence too.

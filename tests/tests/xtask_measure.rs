@@ -219,7 +219,8 @@ fn number_after(line: &str, key: &str) -> f32 {
 /// `pitch` also says whether audio holds notes: rendered piano melodies
 /// sound almost throughout, strike several notes and let each ring, while
 /// a synthetic drone (one tone under a hiss, never struck again) is named
-/// as one.
+/// as one, and the same tone driven against the rails over a slow swing
+/// reads as clipping and as an offset, which the notes' levels leave out.
 #[test]
 fn pitch_tells_piano_notes_from_a_drone() {
     let dir = scratch("xtask-notes");
@@ -234,12 +235,21 @@ fn pitch_tells_piano_notes_from_a_drone() {
             .sum();
         tone + 0.05 * hiss[i % hiss.len()]
     });
+    let railed = dir.join("railed.wav");
+    write_samples(&railed, 16_000, 1, 5 * 16_000, |i| {
+        let t = i as f32 / 16_000.0;
+        let swing = 0.4 * (std::f32::consts::TAU * 1.5 * t).sin();
+        // At the rails: the writer's 32 000 times this is 16-bit full scale.
+        (4.0 * (0.2 * (std::f32::consts::TAU * 262.0 * t).sin() + swing)).clamp(-1.0, 1.0)
+            * (32_767.0 / 32_000.0)
+    });
 
     let out = cargo_xtask(&[
         "pitch",
         pianos[0].to_str().unwrap(),
         pianos[1].to_str().unwrap(),
         drone.to_str().unwrap(),
+        railed.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -258,6 +268,11 @@ fn pitch_tells_piano_notes_from_a_drone() {
         assert!(number_after(line, "longest ring ") > 0.3, "{line}");
         assert!(number_after(line, "3-8 kHz share ") < 0.1, "{line}");
         assert!(!line.contains("drone"), "{line}");
+        let level = number_after(line, "level ");
+        assert!((-35.0..-8.0).contains(&level), "{line}");
+        assert_eq!(number_after(line, "clipped "), 0.0, "{line}");
+        assert!(number_after(line, "offset share ") < 5e-3, "{line}");
+        assert!(!line.contains(", clips"), "{line}");
     }
     let line = notes_line(&stdout, &drone);
     assert!(
@@ -267,7 +282,13 @@ fn pitch_tells_piano_notes_from_a_drone() {
     let droning = number_after(line, "drone: no onset for ");
     assert!((4.9..=5.0).contains(&droning), "{line}");
     assert!(number_after(line, "drop ").abs() < 1.0, "{line}");
-    assert!(stdout.contains("1 of 3 files drone"), "{stdout}");
+    assert!(!line.contains(", clips"), "{line}");
+    let line = notes_line(&stdout, &railed);
+    assert!(line.ends_with(", clips"), "{line}");
+    assert!(number_after(line, "clipped ") > 20.0, "{line}");
+    assert!(number_after(line, "offset share ") > 0.1, "{line}");
+    assert!(number_after(line, "level ") > -14.0, "{line}");
+    assert!(stdout.contains("1 of 4 files drone, 1 clip"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

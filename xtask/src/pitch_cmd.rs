@@ -58,21 +58,25 @@ pub fn run(args: &PitchArgs) -> anyhow::Result<()> {
     );
     println!(
         "(piano melodies: sounding 95% or more, longest ring 0.5 s or more, drop under 10 dB, 3-8 kHz share \
-         under 0.07; bursts: sounding about half, rings under 0.3 s, drops of 20 dB and more; a drone: no onset \
-         for over {DRONE_S:.0} s)"
+         under 0.07, level -17 to -24 dBFS, none clipped, offset share at most 0.001; bursts: sounding about half, \
+         rings under 0.3 s, drops of 20 dB and more; a drone: no onset for over {DRONE_S:.0} s; clipping: over \
+         {:.1}% of the samples at full scale)",
+        100.0 * reverie_engine::notes::CLIPPING_SHARE
     );
     Ok(())
 }
 
 /// One file's note measures: `  notes: sounding S%, O onsets in F frames
 /// of 32 ms, longest ring R s, longest without onset W s, drop D dB in
-/// 0.3 s (over K onsets), 3-8 kHz share H`, and `, drone: no onset for N s`
-/// when it drones; `-` stands for a number that cannot be measured (no
+/// 0.3 s (over K onsets), 3-8 kHz share H, level L dBFS, clipped C%, offset
+/// share O`, then `, drone: no onset for N s` when it drones and `, clips`
+/// when it clips; `-` stands for a number that cannot be measured (no
 /// onset early enough, no sounding frame).
 fn notes_line(n: &NoteMeasures) -> String {
     let mut line = format!(
         "  notes: sounding {:.0}%, {} onsets in {} frames of {:.0} ms, longest ring {:.2} s, \
-         longest without onset {:.2} s, drop {} dB in 0.3 s (over {} onsets), 3-8 kHz share {}",
+         longest without onset {:.2} s, drop {} dB in 0.3 s (over {} onsets), 3-8 kHz share {}, \
+         level {} dBFS, clipped {:.1}%, offset share {:.5}",
         100.0 * n.sounding,
         n.onsets,
         n.frames,
@@ -82,15 +86,21 @@ fn notes_line(n: &NoteMeasures) -> String {
         or_dash(n.decay_db, 1),
         n.decays,
         or_dash(n.high_share, 3),
+        or_dash(n.sounding_level_db, 1),
+        100.0 * n.clipped,
+        n.offset_share,
     );
     if let Some(s) = n.drone_s() {
         line.push_str(&format!(", drone: no onset for {s:.1} s"));
+    }
+    if n.clips() {
+        line.push_str(", clips");
     }
     line
 }
 
 /// The medians of the files' note measures (each over the files where it
-/// could be measured), and how many files drone.
+/// could be measured), and how many files drone and how many clip.
 fn median_notes_line(notes: &[NoteMeasures]) -> String {
     let median = |f: &dyn Fn(&NoteMeasures) -> Option<f32>| -> Option<f32> {
         let mut v: Vec<f32> = notes.iter().filter_map(f).collect();
@@ -98,15 +108,20 @@ fn median_notes_line(notes: &[NoteMeasures]) -> String {
         (!v.is_empty()).then(|| v[v.len() / 2])
     };
     let drones = notes.iter().filter(|n| n.drone_s().is_some()).count();
+    let clipping = notes.iter().filter(|n| n.clips()).count();
     format!(
         "  notes median: sounding {:.0}%, {} onsets, longest ring {:.2} s, longest without onset {:.2} s, \
-         drop {} dB in 0.3 s, 3-8 kHz share {}; {drones} of {} files drone",
+         drop {} dB in 0.3 s, 3-8 kHz share {}, level {} dBFS, clipped {:.1}%, offset share {:.5}; \
+         {drones} of {} files drone, {clipping} clip",
         100.0 * median(&|n| Some(n.sounding)).unwrap_or(0.0),
         median(&|n| Some(n.onsets as f32)).unwrap_or(0.0),
         median(&|n| Some(n.longest_ring_s)).unwrap_or(0.0),
         median(&|n| Some(n.longest_without_onset_s)).unwrap_or(0.0),
         or_dash(median(&|n| n.decay_db), 1),
         or_dash(median(&|n| n.high_share), 3),
+        or_dash(median(&|n| n.sounding_level_db), 1),
+        100.0 * median(&|n| Some(n.clipped)).unwrap_or(0.0),
+        median(&|n| Some(n.offset_share)).unwrap_or(0.0),
         notes.len(),
     )
 }

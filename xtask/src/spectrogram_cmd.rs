@@ -41,10 +41,16 @@ pub fn run(args: &SpectrogramArgs) -> anyhow::Result<()> {
         // The picture's flatness is the dream report's, in the band hiss is
         // heard in: what the eye sees between the partials.
         let flatness = reverie_engine::dream_measures::flatness(&audio.samples, audio.sample_rate);
-        let label = format!(
+        let mut label = format!(
             "{name}  clarity {:.2}  flatness 50 Hz-7 kHz {flatness:.3}",
             p.clarity
         );
+        // A picture cannot show clipping: the title says it.
+        let notes = reverie_engine::notes::measure_notes(&audio.samples, audio.sample_rate)
+            .with_context(|| format!("measuring {}", path.display()))?;
+        if notes.clips() {
+            label.push_str(&format!("  {:.0}% at full scale", 100.0 * notes.clipped));
+        }
         sounds.push((label, audio));
     }
     let longest = sounds

@@ -243,14 +243,12 @@ pub fn measure_notes(x: &[f32], rate: u32) -> Result<NoteMeasures, NotesError> {
 /// Energy of the frames' means over the energy of the whole frames.
 fn offset_share(x: &[f32], len: usize) -> f32 {
     let (mut offsets, mut total) = (0.0f64, 0.0f64);
+    // A broken sample counts as silence.
+    let value = |v: &f32| if v.is_finite() { f64::from(*v) } else { 0.0 };
     for frame in x.chunks_exact(len) {
-        let frame: Vec<f64> = frame
-            .iter()
-            .map(|&v| if v.is_finite() { f64::from(v) } else { 0.0 })
-            .collect();
-        let mean = frame.iter().sum::<f64>() / len as f64;
+        let mean = frame.iter().map(value).sum::<f64>() / len as f64;
         offsets += mean * mean * len as f64;
-        total += frame.iter().map(|v| v * v).sum::<f64>();
+        total += frame.iter().map(|v| value(v).powi(2)).sum::<f64>();
     }
     if total > 0.0 {
         (offsets / total) as f32

@@ -468,6 +468,30 @@ fn an_architecture_file_may_leave_out_the_receptive_field() {
     )
     .unwrap();
     assert!(read_wavenet_config(&path).is_err());
+    // Every option of a model file's config reads as the model file's
+    // reader reads it: the committed order-64 config, with a gentler
+    // pre-emphasis added.
+    let committed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/training/wavenet-order64.json");
+    let text = std::fs::read_to_string(&committed).unwrap();
+    let config = read_wavenet_config(&committed).unwrap();
+    let p = config.predictor.unwrap();
+    assert_eq!((p.order, p.window, p.min_lag, p.max_lag), (64, 800, 23, 80));
+    assert_eq!((p.expansion, p.pitch_lowpass), (0.9883, 0.03));
+    assert!(config.pre_emphasis && config.residual_target && !config.tone_aware);
+    assert_eq!(config.emphasis_128ths, reverie_engine::emphasis::LPCNET_128THS);
+    let gentler = text.replacen(
+        "\"pre_emphasis\": true",
+        "\"pre_emphasis\": true, \"emphasis_128ths\": 64",
+        1,
+    );
+    assert_ne!(gentler, text);
+    std::fs::write(&path, gentler).unwrap();
+    assert_eq!(read_wavenet_config(&path).unwrap().emphasis_128ths, 64);
+    // A config the engine refuses is refused here, with the file named.
+    std::fs::write(&path, text.replacen("\"order\": 64", "\"order\": 0", 1)).unwrap();
+    let err = read_wavenet_config(&path).unwrap_err().to_string();
+    assert!(err.contains("arch.json") && err.contains("order"), "{err}");
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use reverie_engine::predictor::PredictorConfig;
 use reverie_engine::wavenet::WavenetConfig;
 use serde::{Deserialize, Serialize};
 
@@ -210,52 +209,26 @@ pub struct WavenetStep {
 /// WaveNet model file, where `receptive_field` may be left out (it is
 /// computed from the dilations, and checked against them when present).
 pub fn read_wavenet_config(path: &Path) -> Result<WavenetConfig, TrainError> {
-    #[derive(Deserialize)]
-    struct Arch {
-        dilations: Vec<usize>,
-        residual_channels: usize,
-        dilation_channels: usize,
-        skip_channels: usize,
-        classes: usize,
-        receptive_field: Option<usize>,
-        #[serde(default)]
-        predictor: Option<PredictorConfig>,
-        #[serde(default)]
-        pre_emphasis: bool,
-        #[serde(default = "lpcnet_emphasis")]
-        emphasis_128ths: u8,
-        #[serde(default)]
-        residual_target: bool,
-        #[serde(default)]
-        tone_aware: bool,
-        #[serde(default)]
-        tone_prior: Option<reverie_engine::tone_prior::TonePriorConfig>,
-    }
-    fn lpcnet_emphasis() -> u8 {
-        reverie_engine::emphasis::LPCNET_128THS
-    }
     let bad = |e: String| TrainError::BadConfig(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let a: Arch = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let config = WavenetConfig {
-        dilations: a.dilations,
-        residual_channels: a.residual_channels,
-        dilation_channels: a.dilation_channels,
-        skip_channels: a.skip_channels,
-        classes: a.classes,
-        predictor: a.predictor,
-        pre_emphasis: a.pre_emphasis,
-        emphasis_128ths: a.emphasis_128ths,
-        residual_target: a.residual_target,
-        tone_aware: a.tone_aware,
-        tone_prior: a.tone_prior,
-    };
-    config.validate().map_err(bad)?;
-    if let Some(rf) = a.receptive_field.filter(|&rf| rf != config.receptive_field()) {
-        return Err(bad(format!(
-            "receptive_field {rf} does not match the dilations, whose receptive field is {}",
-            config.receptive_field()
-        )));
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    // The model file's own reader, so a file here means what it means
+    // there, every option included; only the receptive field, which a
+    // model file must state, may be left to the dilations.
+    if let Some(fields) = value.as_object_mut() {
+        if !fields.contains_key("receptive_field") {
+            if let Some(dilations) = fields
+                .get("dilations")
+                .and_then(|d| serde_json::from_value::<Vec<usize>>(d.clone()).ok())
+            {
+                let field = WavenetConfig {
+                    dilations,
+                    ..WavenetConfig::default()
+                }
+                .receptive_field();
+                fields.insert("receptive_field".into(), field.into());
+            }
+        }
     }
-    Ok(config)
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
 }

@@ -195,8 +195,11 @@ fn checkpoint_and_resume_continue_exactly() {
             warmup_steps: 3,
             ..base.schedule.clone()
         },
-        // Drawn per step from the seed, so a resumed run draws the same.
+        // Drawn per step from the seed, so a resumed run draws the same:
+        // the noise, and the free-running row's takeover and draws.
         input_noise: 0.5,
+        free_run_rows: 1,
+        free_run_span: 500,
         ..base
     };
     let (n, k) = (10, 4);
@@ -723,4 +726,70 @@ fn the_signal_loss_trains_and_scores_as_the_engine_does() {
     };
     let err = err.to_string();
     assert!(err.contains("residual target or pre-emphasis"), "{err}");
+}
+
+/// Free-running rows (histories the model generates itself, scored
+/// against the recording): they change the step's loss from the
+/// teacher-forced one (after a model's own history the tone's next samples
+/// are less likely than after the tone), the run keeps them in its checkpoint, and
+/// settings that cannot work are refused with what to do.
+#[test]
+fn free_running_rows_score_the_models_own_history_and_bad_settings_are_refused() {
+    use reverie_engine::predictor::PredictorConfig;
+    let data = tone_data();
+    let forced = tiny_train_config();
+    let free = WavenetTrainConfig {
+        free_run_rows: 2,
+        free_run_span: 300,
+        ..forced.clone()
+    };
+    // A model that has learnt the tones a little, then one step of each
+    // kind from it, on the same chunks.
+    let mut teacher = WavenetTrainer::new(tiny_model(64, 6), forced.clone(), &data).unwrap();
+    for _ in 0..30 {
+        teacher.step().unwrap();
+    }
+    let trained = teacher.finish("tones".into()).unwrap();
+    let mut a = WavenetTrainer::new(trained.clone(), forced, &data).unwrap();
+    let mut b = WavenetTrainer::new(trained, free.clone(), &data).unwrap();
+    let (la, lb) = (a.step().unwrap().loss, b.step().unwrap().loss);
+    eprintln!("first step: teacher-forced {la:.3}, free-running {lb:.3}");
+    assert!(
+        lb.is_finite() && lb > la + 0.05,
+        "teacher-forced {la}, free-running {lb}"
+    );
+    let saved = b.checkpoint().unwrap().to_bytes().unwrap();
+    let back = WavenetCheckpoint::from_bytes(&saved, Path::new("mem"), &Device::Cpu).unwrap();
+    assert_eq!((back.config.free_run_rows, back.config.free_run_span), (2, 300));
+
+    let too_many = WavenetTrainConfig {
+        free_run_rows: 3,
+        ..free.clone()
+    };
+    let e = WavenetTrainer::new(tiny_model(64, 6), too_many, &data).unwrap_err();
+    assert!(e.to_string().contains("--batch"), "{e}");
+    for (rows, span) in [(0, 300), (2, 0)] {
+        let half = WavenetTrainConfig {
+            free_run_rows: rows,
+            free_run_span: span,
+            ..free.clone()
+        };
+        let e = WavenetTrainer::new(tiny_model(64, 6), half, &data).unwrap_err();
+        assert!(e.to_string().contains("--free-run-span"), "{e}");
+    }
+    let emphasis = WavenetConfig {
+        predictor: Some(PredictorConfig::for_rate(RATE)),
+        pre_emphasis: true,
+        residual_target: true,
+        ..tiny_config(64)
+    };
+    let model = WavenetModel::init(emphasis, RATE, 6, &Device::Cpu).unwrap();
+    let e = WavenetTrainer::new(model.clone(), free.clone(), &data).unwrap_err();
+    assert!(e.to_string().contains("--signal-loss"), "{e}");
+    let signal = WavenetTrainConfig {
+        signal_loss: true,
+        ..free
+    };
+    let mut c = WavenetTrainer::new(model, signal, &data).unwrap();
+    assert!(c.step().unwrap().loss.is_finite());
 }

@@ -214,6 +214,17 @@ pub struct TrainWavenetArgs {
     /// --resume, switches it on from there.
     #[arg(long)]
     pub signal_loss: bool,
+    /// End this many rows of every batch with a stretch of the model's own
+    /// output (primed with the recording, drawn as generation draws),
+    /// scored against what the recording played next: training on its own
+    /// output, against the runaway of teacher forcing alone. Needs
+    /// --free-run-span [default: 0].
+    #[arg(long, value_name = "ROWS")]
+    pub free_run: Option<usize>,
+    /// The longest such stretch: each free-running row draws its own from 1
+    /// to this many samples, e.g. 800 (50 ms at 16 kHz).
+    #[arg(long, value_name = "SAMPLES")]
+    pub free_run_span: Option<usize>,
     /// Passes over the training audio [default: 100]. With --resume, the
     /// new total.
     #[arg(long)]
@@ -447,6 +458,8 @@ fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
         val_chunks: args.val_chunks.unwrap_or(d.val_chunks),
         input_noise: args.input_noise.unwrap_or(d.input_noise),
         signal_loss: args.signal_loss,
+        free_run_rows: args.free_run.unwrap_or(d.free_run_rows),
+        free_run_span: args.free_run_span.unwrap_or(d.free_run_span),
         ..d
     }
 }
@@ -496,6 +509,8 @@ fn resume(
         ("--residual-target", args.residual_target),
         ("--tone-aware", args.tone_aware),
         ("--input-noise", args.input_noise.is_some()),
+        ("--free-run", args.free_run.is_some()),
+        ("--free-run-span", args.free_run_span.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),
     ]);

@@ -263,6 +263,8 @@ pub(crate) enum Stream {
     Sample = 12,
     /// WaveNet: the noise on a step's inputs.
     InputNoise = 13,
+    /// WaveNet: the draws and takeover points of a step's free-running rows.
+    FreeRun = 14,
 }
 
 impl Stream {

@@ -116,7 +116,7 @@ impl Encoded {
 }
 
 /// The class at position `i` of `file`, silence outside it.
-fn class_at(file: &[u32], i: i64, silence: u32) -> u32 {
+pub(crate) fn class_at(file: &[u32], i: i64, silence: u32) -> u32 {
     usize::try_from(i)
         .ok()
         .and_then(|i| file.get(i))
@@ -160,10 +160,81 @@ impl<R: rand::Rng> InputNoise<R> {
     }
 }
 
-/// The tensors of a batch of chunks of `files`, with `noise` on the inputs
-/// (not on the targets, nor on the prediction inputs, which the predictor
-/// computed from the clean audio), and the scored samples' cells for the
-/// signal loss when `cells` (silence before a file: its class, unshifted).
+/// One chunk's row of a batch, before it becomes tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    /// Input classes, `field - 1 + len` of them.
+    pub(crate) inputs: Vec<u32>,
+    /// The prediction classes beside them, one row per prediction input.
+    pub(crate) predictions: Vec<Vec<u32>>,
+    /// The `len` target classes.
+    pub(crate) targets: Vec<u32>,
+    /// With the signal loss, each scored sample's audio class and cell
+    /// shift; empty otherwise.
+    pub(crate) cells: Vec<(u32, f32)>,
+}
+
+/// The row of chunk `c` of `files` as it was recorded (silence before a
+/// file: its class, prediction classes of silence, unshifted cells),
+/// with the scored samples' cells when `cells`.
+pub(crate) fn file_row(
+    c: Chunk,
+    files: &EncodedFiles,
+    silence: u32,
+    (field, len): (usize, usize),
+    cells: bool,
+) -> Row {
+    let width = field - 1 + len;
+    let file = &files.classes[c.file];
+    let first = c.start - (field as i64 - 1) - 1;
+    let inputs = (0..width as i64)
+        .map(|p| class_at(file, first + p, silence))
+        .collect();
+    let predictions = files.predictions[c.file]
+        .iter()
+        .map(|row| {
+            (0..width as i64)
+                .map(|p| class_at(row, first + p, silence))
+                .collect()
+        })
+        .collect();
+    let target_row = files
+        .targets
+        .get(c.file)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(file);
+    let targets = (0..len as i64)
+        .map(|j| class_at(target_row, c.start + j, silence))
+        .collect();
+    let scored = if cells {
+        let row = files.cells.get(c.file).map_or(&[][..], Vec::as_slice);
+        (0..len as i64)
+            .map(|j| cell_at(row, c.start + j, silence))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Row {
+        inputs,
+        predictions,
+        targets,
+        cells: scored,
+    }
+}
+
+/// The scored cell at position `i` of a file's `cells`: silence, unshifted,
+/// outside it.
+pub(crate) fn cell_at(cells: &[(u32, f32)], i: i64, silence: u32) -> (u32, f32) {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| cells.get(i))
+        .copied()
+        .unwrap_or((silence, 0.0))
+}
+
+/// The tensors of a batch of chunks of `files` as recorded (see
+/// [`file_row`]), with `noise` on the inputs and the scored samples' cells
+/// for the signal loss when `cells`.
 pub(crate) fn batch_tensors<R: rand::Rng>(
     chunks: &[Chunk],
     files: &EncodedFiles,
@@ -172,46 +243,51 @@ pub(crate) fn batch_tensors<R: rand::Rng>(
     (noise, cells): (Option<&mut InputNoise<R>>, bool),
     device: &Device,
 ) -> candle_core::Result<Batch> {
-    let width = field - 1 + len;
-    let rows = files.predictions.first().map_or(0, Vec::len);
-    let mut inputs = Vec::with_capacity(chunks.len() * width);
-    let mut predictions = vec![Vec::with_capacity(chunks.len() * width); rows];
-    let mut targets = Vec::with_capacity(chunks.len() * len);
-    let mut scored = cells.then(|| Vec::with_capacity(chunks.len() * len));
-    for c in chunks {
-        let file = &files.classes[c.file];
-        let first = c.start - (field as i64 - 1) - 1;
-        inputs.extend((0..width as i64).map(|p| class_at(file, first + p, silence)));
-        for (out, row) in predictions.iter_mut().zip(&files.predictions[c.file]) {
-            out.extend((0..width as i64).map(|p| class_at(row, first + p, silence)));
+    let rows: Vec<Row> = chunks
+        .iter()
+        .map(|&c| file_row(c, files, silence, (field, len), cells))
+        .collect();
+    batch_of_rows(rows, noise, cells, device)
+}
+
+/// The tensors of `rows` (all of one width and length), with `noise` on the
+/// inputs (not on the targets, nor on the prediction inputs, which the
+/// predictor computed from the audio before the noise), and the cells when
+/// `cells`.
+pub(crate) fn batch_of_rows<R: rand::Rng>(
+    rows: Vec<Row>,
+    noise: Option<&mut InputNoise<R>>,
+    cells: bool,
+    device: &Device,
+) -> candle_core::Result<Batch> {
+    let b = rows.len();
+    let width = rows.first().map_or(0, |r| r.inputs.len());
+    let count = rows.first().map_or(0, |r| r.predictions.len());
+    let mut inputs = Vec::with_capacity(b * width);
+    let mut predictions = vec![Vec::with_capacity(b * width); count];
+    let mut targets = Vec::new();
+    let mut scored = cells.then(Vec::new);
+    for row in rows {
+        inputs.extend(row.inputs);
+        for (out, p) in predictions.iter_mut().zip(row.predictions) {
+            out.extend(p);
         }
-        let target_row = files
-            .targets
-            .get(c.file)
-            .filter(|t| !t.is_empty())
-            .unwrap_or(file);
-        targets.extend((0..len as i64).map(|j| class_at(target_row, c.start + j, silence)));
+        targets.extend(row.targets);
         if let Some(out) = scored.as_mut() {
-            let row = files.cells.get(c.file).map_or(&[][..], Vec::as_slice);
-            out.extend((0..len as i64).map(|j| {
-                usize::try_from(c.start + j)
-                    .ok()
-                    .and_then(|i| row.get(i))
-                    .copied()
-                    .unwrap_or((silence, 0.0))
-            }));
+            out.extend(row.cells);
         }
     }
     if let Some(noise) = noise {
         noise.apply(&mut inputs);
     }
+    let len = targets.len() / b.max(1);
     Ok(Batch {
-        inputs: Tensor::from_vec(inputs, (chunks.len(), width), device)?,
+        inputs: Tensor::from_vec(inputs, (b, width), device)?,
         predictions: predictions
             .into_iter()
-            .map(|p| Tensor::from_vec(p, (chunks.len(), width), device))
+            .map(|p| Tensor::from_vec(p, (b, width), device))
             .collect::<candle_core::Result<_>>()?,
-        targets: Tensor::from_vec(targets, chunks.len() * len, device)?,
+        targets: Tensor::from_vec(targets, b * len, device)?,
         cells: scored,
     })
 }

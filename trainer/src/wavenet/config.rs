@@ -61,6 +61,24 @@ pub struct WavenetTrainConfig {
     /// same measure. Written only when on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub signal_loss: bool,
+    /// How many rows of each training batch have a history the model
+    /// generated itself, scored against the recording's samples (see
+    /// `free_run`; 0: none, teacher forcing only). Written only when on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub free_run_rows: usize,
+    /// The longest stretch of its own output a free-running row ends with:
+    /// each such row draws its stretch from 1 to this many samples, so its
+    /// last targets follow from 1 to that many of the model's samples (a
+    /// stretch longer than a chunk starts before it) and the rest the
+    /// recording. Short stretches keep the model's history near enough to
+    /// the recording that its next samples still say where it should have
+    /// gone. Written only when on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub free_run_span: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn no_noise(std: &f32) -> bool {
@@ -89,6 +107,8 @@ impl Default for WavenetTrainConfig {
             sample_temperature: 1.0,
             input_noise: 0.0,
             signal_loss: false,
+            free_run_rows: 0,
+            free_run_span: 0,
         }
     }
 }
@@ -136,6 +156,14 @@ impl RunConfig for WavenetTrainConfig {
         }
         if !(0.0..=64.0).contains(&self.input_noise) {
             return bad("the input noise must be from 0 to 64 classes (0 turns it off; about 0.5 is usual)");
+        }
+        if self.free_run_rows > self.batch_size {
+            return bad("the free-running rows (--free-run) cannot be more than the batch's rows (--batch)");
+        }
+        if (self.free_run_span > 0) != (self.free_run_rows > 0) {
+            return bad(
+                "free-running rows need both --free-run ROWS and --free-run-span SAMPLES, at least 1 each",
+            );
         }
         Ok(())
     }

@@ -554,6 +554,12 @@ pub(crate) enum Target {
 /// by their shares and renormalised). `shares` is scratch.
 pub(crate) fn row_loss(row: &mut [f32], target: Target, scale: f32, shares: &mut Vec<(usize, f64)>) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // In log space: after a history of the model's own (free-running rows)
+    // the target can be so unlikely that its exponential underflows.
+    let target_logit = match target {
+        Target::Class(k) => row[k] - max,
+        Target::Cell { .. } => 0.0,
+    };
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
@@ -561,7 +567,7 @@ pub(crate) fn row_loss(row: &mut [f32], target: Target, scale: f32, shares: &mut
     }
     match target {
         Target::Class(target) => {
-            let loss = f64::from(sum.ln() - (row[target].ln()));
+            let loss = f64::from(sum.ln() - target_logit);
             let norm = scale / sum;
             for v in row.iter_mut() {
                 *v *= norm;
@@ -842,6 +848,22 @@ mod tests {
             let worst = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(worst < 1e-6, "{class}: gradients differ by {worst}");
         }
+    }
+
+    /// A target far below the likeliest class (its exponential underflows,
+    /// as after a free-running history) still scores its finite distance,
+    /// with the softmax minus one as its gradient.
+    #[test]
+    fn a_target_whose_probability_underflows_scores_finitely() {
+        let mut row = vec![0.0f32; 8];
+        row[2] = 150.0;
+        row[5] = -60.0;
+        let loss = row_loss(&mut row, Target::Class(5), 1.0, &mut Vec::new());
+        assert!((loss - 210.0).abs() < 1e-3, "loss {loss}");
+        assert!(
+            (row[2] - 1.0).abs() < 1e-6 && (row[5] + 1.0).abs() < 1e-6,
+            "{row:?}"
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@
 //! no position is scored on the network's internal zero padding. Every
 //! sample of a file is a target exactly once per epoch (a final partial
 //! chunk is aligned to the file's end and overlaps its predecessor).
+//! With free-running rows ([`free_run`]) the last stretch of some rows'
+//! history is the model's own generated output, scored against the
+//! recording all the same.
 //! The gradients are computed by hand ([`gradients`]), the same arithmetic
 //! as candle's autograd of that forward pass at several times its speed;
 //! validation scores the forward pass itself.
@@ -41,6 +44,7 @@ mod chunks;
 mod clip;
 mod config;
 mod data;
+mod free_run;
 mod gradients;
 mod sample;
 
@@ -48,8 +52,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
+use rand::Rng;
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::prediction_inputs::PredictionInputs;
+use reverie_engine::sampler::Sampler;
 use reverie_engine::signal_coding::SignalCoding;
 use reverie_engine::wavenet::{Padding, WavenetModel, WavenetNet};
 
@@ -67,7 +73,8 @@ use crate::run::{
     csv_table, loss_chart, write_run_files, Checkpoint, CheckpointFormat, Observer, RunOptions, RunOutcome,
     Started, Stream, Task, TrainError, Trainer,
 };
-use chunks::{batch_tensors, spread, Batch, Encoded, EncodedFiles, InputNoise};
+use chunks::{batch_of_rows, batch_tensors, file_row, spread, Batch, Encoded, EncodedFiles, InputNoise, Row};
+use free_run::FreeRunner;
 use gradients::loss_and_gradients;
 
 /// The metrics table inside a run folder.
@@ -139,6 +146,13 @@ impl Task for Wavenet {
             .ok_or_else(|| TrainError::BadConfig("the model's class count is invalid".into()))?;
         if config.signal_loss {
             signal_loss_applies(model)?;
+        }
+        if config.free_run_rows > 0 && model.config.pre_emphasis && !config.signal_loss {
+            return Err(TrainError::BadConfig(
+                "free-running rows of a pre-emphasis model need --signal-loss: after the model's own \
+                 history only the recording's audio cells say what came next"
+                    .into(),
+            ));
         }
         let chunks = |files: &[AudioFile]| -> Vec<Vec<Chunk>> {
             files
@@ -245,6 +259,10 @@ impl Task for Wavenet {
         if trainer.config.signal_loss {
             metrics.push(("signal_loss", 1.0));
         }
+        if trainer.config.free_run_rows > 0 {
+            metrics.push(("free_run_rows", trainer.config.free_run_rows as f64));
+            metrics.push(("free_run_span", trainer.config.free_run_span as f64));
+        }
         metrics
     }
 
@@ -329,11 +347,7 @@ impl WavenetTrainer {
         }
         let chunks = self.next_batch();
         let len = self.config.chunk_len;
-        let batch = self.tensors(
-            &chunks,
-            &self.state.encoded.train,
-            Some(self.progress.counters.step),
-        )?;
+        let batch = self.training_batch(&chunks)?;
         let (loss, mut grads) = loss_and_gradients(&self.model.net, &self.vars, &batch, len)?;
         let loss_value = self.checked_loss(loss, DIVERGED)?;
         let norm = clip_grad_norm(&mut grads, &self.vars, self.config.clip_norm)?;
@@ -436,21 +450,60 @@ impl WavenetTrainer {
         files: &EncodedFiles,
         step: Option<u64>,
     ) -> candle_core::Result<Batch> {
-        let mut noise = step
-            .filter(|_| self.config.input_noise > 0.0)
-            .map(|step| InputNoise {
-                std: self.config.input_noise,
-                rng: Stream::InputNoise.rng(self.config.seed, step),
-                classes: self.model.config.classes,
-            });
         batch_tensors(
             chunks,
             files,
             self.state.encoded.silence,
             (self.model.receptive_field(), self.config.chunk_len),
-            (noise.as_mut(), self.config.signal_loss),
+            (self.input_noise(step).as_mut(), self.config.signal_loss),
             self.model.net.embedding.device(),
         )
+    }
+
+    /// The configured input noise for training step `step`; none for
+    /// validation (`None`) or when off.
+    fn input_noise(&self, step: Option<u64>) -> Option<InputNoise<rand_chacha::ChaCha8Rng>> {
+        step.filter(|_| self.config.input_noise > 0.0)
+            .map(|step| InputNoise {
+                std: self.config.input_noise,
+                rng: Stream::InputNoise.rng(self.config.seed, step),
+                classes: self.model.config.classes,
+            })
+    }
+
+    /// The next training step's batch of `chunks`: the first
+    /// `free_run_rows` ending in a stretch of the model's own output
+    /// ([`free_run`], from the current weights), the rest as recorded.
+    fn training_batch(&self, chunks: &[Chunk]) -> Result<Batch, TrainError> {
+        let step = self.progress.counters.step;
+        let files = &self.state.encoded.train;
+        let shape = (self.model.receptive_field(), self.config.chunk_len);
+        let signal = self.config.signal_loss;
+        let free = self.config.free_run_rows.min(chunks.len());
+        let mut rows: Vec<Row> = Vec::with_capacity(chunks.len());
+        if free > 0 {
+            let snapshot = self.snapshot()?;
+            let mulaw = MuLaw::new(snapshot.config.classes)
+                .ok_or_else(|| TrainError::BadConfig("the model's class count is invalid".into()))?;
+            let mut runner = FreeRunner::new(Sampler::from_model(&snapshot)?, &snapshot.config, mulaw);
+            let mut rng = Stream::FreeRun.rng(self.config.seed, step);
+            for &c in &chunks[..free] {
+                let own = rng.random_range(1..=self.config.free_run_span);
+                rows.push(runner.row(c, files, shape, (own, signal), &mut rng));
+            }
+        }
+        rows.extend(
+            chunks[free..]
+                .iter()
+                .map(|&c| file_row(c, files, self.state.encoded.silence, shape, signal)),
+        );
+        let device = self.model.net.embedding.device();
+        Ok(batch_of_rows(
+            rows,
+            self.input_noise(Some(step)).as_mut(),
+            signal,
+            device,
+        )?)
     }
 
     /// The next batch of the current epoch's order.

@@ -225,6 +225,12 @@ pub struct TrainWavenetArgs {
     /// to this many samples, e.g. 800 (50 ms at 16 kHz).
     #[arg(long, value_name = "SAMPLES")]
     pub free_run_span: Option<usize>,
+    /// Score the free-running stretch by its power (the mean square the
+    /// model expects next against the recording's, in log terms) with this
+    /// weight per row, instead of sample by sample [default: 0: sample by
+    /// sample].
+    #[arg(long, value_name = "WEIGHT")]
+    pub free_run_power: Option<f32>,
     /// Passes over the training audio [default: 100]. With --resume, the
     /// new total.
     #[arg(long)]
@@ -460,6 +466,7 @@ fn train_config(args: &TrainWavenetArgs) -> WavenetTrainConfig {
         signal_loss: args.signal_loss,
         free_run_rows: args.free_run.unwrap_or(d.free_run_rows),
         free_run_span: args.free_run_span.unwrap_or(d.free_run_span),
+        free_run_power: args.free_run_power.unwrap_or(d.free_run_power),
         ..d
     }
 }
@@ -511,6 +518,7 @@ fn resume(
         ("--input-noise", args.input_noise.is_some()),
         ("--free-run", args.free_run.is_some()),
         ("--free-run-span", args.free_run_span.is_some()),
+        ("--free-run-power", args.free_run_power.is_some()),
         ("--val-chunks", args.val_chunks.is_some()),
         ("--render-piano", args.render_piano.is_some()),
     ]);

@@ -137,6 +137,11 @@ pub(crate) struct Batch {
     /// With the signal loss: each scored sample's audio class and cell
     /// shift (see [`EncodedFiles::cells`]), `B * len` of them.
     pub(crate) cells: Option<Vec<(u32, f32)>>,
+    /// Per row, the stretch scored by its power, and the weight of that
+    /// score (empty: none).
+    pub(crate) tails: Vec<Option<PowerTail>>,
+    /// The weight of each power score in the batch's loss.
+    pub(crate) power_weight: f32,
 }
 
 /// Noise on a batch's input classes (see `WavenetTrainConfig::input_noise`).
@@ -172,6 +177,24 @@ pub(crate) struct Row {
     /// With the signal loss, each scored sample's audio class and cell
     /// shift; empty otherwise.
     pub(crate) cells: Vec<(u32, f32)>,
+    /// A free-running row's stretch scored by its power instead of sample
+    /// by sample (see [`PowerTail`]).
+    pub(crate) tail: Option<PowerTail>,
+}
+
+/// The scored positions of a free-running row that follow the model's own
+/// output, when the run scores them by their power: the mean over them of
+/// the squared audio the model expects next, against the recording's mean
+/// square there, in log terms (see `gradients::power_tail`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PowerTail {
+    /// The first such position, counted from the row's first target.
+    pub(crate) first: usize,
+    /// From `first` on, where each output class's audio lands: its µ-law
+    /// value moved by this much ([`SignalCoding::cell_shift`]).
+    pub(crate) shifts: Vec<f32>,
+    /// The recording's mean square over those positions.
+    pub(crate) power: f32,
 }
 
 /// The row of chunk `c` of `files` as it was recorded (silence before a
@@ -219,6 +242,7 @@ pub(crate) fn file_row(
         predictions,
         targets,
         cells: scored,
+        tail: None,
     }
 }
 
@@ -260,6 +284,7 @@ pub(crate) fn batch_of_rows<R: rand::Rng>(
     cells: bool,
     device: &Device,
 ) -> candle_core::Result<Batch> {
+    let mut tails = Vec::new();
     let b = rows.len();
     let width = rows.first().map_or(0, |r| r.inputs.len());
     let count = rows.first().map_or(0, |r| r.predictions.len());
@@ -276,6 +301,10 @@ pub(crate) fn batch_of_rows<R: rand::Rng>(
         if let Some(out) = scored.as_mut() {
             out.extend(row.cells);
         }
+        tails.push(row.tail);
+    }
+    if tails.iter().all(Option::is_none) {
+        tails.clear();
     }
     if let Some(noise) = noise {
         noise.apply(&mut inputs);
@@ -289,6 +318,8 @@ pub(crate) fn batch_of_rows<R: rand::Rng>(
             .collect::<candle_core::Result<_>>()?,
         targets: Tensor::from_vec(targets, b * len, device)?,
         cells: scored,
+        tails,
+        power_weight: 0.0,
     })
 }
 

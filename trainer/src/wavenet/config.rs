@@ -75,6 +75,12 @@ pub struct WavenetTrainConfig {
     /// gone. Written only when on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub free_run_span: usize,
+    /// Score the targets after the model's own output by their power (the
+    /// mean square of the audio the model expects next against the
+    /// recording's, in log terms, see `gradients::power_tail`) with this
+    /// weight per row, instead of sample by sample (0). Written only when on.
+    #[serde(default, skip_serializing_if = "no_noise")]
+    pub free_run_power: f32,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -109,6 +115,7 @@ impl Default for WavenetTrainConfig {
             signal_loss: false,
             free_run_rows: 0,
             free_run_span: 0,
+            free_run_power: 0.0,
         }
     }
 }
@@ -159,6 +166,14 @@ impl RunConfig for WavenetTrainConfig {
         }
         if self.free_run_rows > self.batch_size {
             return bad("the free-running rows (--free-run) cannot be more than the batch's rows (--batch)");
+        }
+        if !(self.free_run_power >= 0.0 && self.free_run_power.is_finite()) {
+            return bad("the free-running rows' power weight (--free-run-power) must be at least 0");
+        }
+        if self.free_run_power > 0.0 && self.free_run_rows == 0 {
+            return bad(
+                "--free-run-power scores free-running rows: add --free-run ROWS --free-run-span SAMPLES",
+            );
         }
         if (self.free_run_span > 0) != (self.free_run_rows > 0) {
             return bad(

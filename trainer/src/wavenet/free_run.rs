@@ -20,7 +20,7 @@ use reverie_engine::sampler::Sampler;
 use reverie_engine::signal_coding::SignalCoding;
 use reverie_engine::wavenet::WavenetConfig;
 
-use super::chunks::{cell_at, class_at, Chunk, EncodedFiles, Row};
+use super::chunks::{cell_at, class_at, Chunk, EncodedFiles, PowerTail, Row};
 
 /// What a free-running row needs besides its chunk: the sampler of the
 /// current weights, and the model's coding and predictor to recompute the
@@ -29,6 +29,7 @@ pub(crate) struct FreeRunner {
     sampler: Sampler,
     coding: SignalCoding,
     inputs: Option<PredictionInputs>,
+    mulaw: MuLaw,
     /// Recorded samples the sampler hears before it takes over (at least):
     /// its receptive field and four predictor windows, so both the
     /// network's queues and the backward-adaptive predictor have settled.
@@ -46,6 +47,7 @@ impl FreeRunner {
             sampler,
             coding: SignalCoding::new(config, mulaw),
             inputs,
+            mulaw,
             silence: mulaw.encode(0.0) as u32,
         }
     }
@@ -59,13 +61,15 @@ impl FreeRunner {
     /// and the cell shifts are those of the history the row holds, computed
     /// from silence at the first primed sample, as the sampler's own are;
     /// the targets and scored audio classes are the recording's. `cells`
-    /// as for [`super::chunks::file_row`].
+    /// as for [`super::chunks::file_row`]; with `power`, the targets after
+    /// the model's own output are scored by their power instead
+    /// ([`PowerTail`]).
     pub(crate) fn row<R: Rng>(
         &mut self,
         c: Chunk,
         files: &EncodedFiles,
         (field, len): (usize, usize),
-        (own, cells): (usize, bool),
+        (own, cells, power): (usize, bool, bool),
         rng: &mut R,
     ) -> Row {
         let silence = self.silence;
@@ -98,14 +102,29 @@ impl FreeRunner {
         }
         self.coding.reset();
         let audio_cells = files.cells.get(c.file).map_or(&[][..], Vec::as_slice);
+        // The first target that follows at least one sample of the model's.
+        let own_from = c.start.max(takeover + 1).min(end + 1);
+        let mut tail = power.then(|| PowerTail {
+            first: (own_from - c.start) as usize,
+            shifts: Vec::new(),
+            power: 0.0,
+        });
+        let mut square = 0.0f64;
         for i in from..=end {
             let p = self.inputs.as_ref().map_or(0.0, PredictionInputs::prediction);
             if i >= c.start {
                 let real = class_at(file, i, silence) as usize;
                 targets.push(self.coding.target_class(real, p) as u32);
+                let audio = cell_at(audio_cells, i, silence).0;
                 if cells {
-                    let audio = cell_at(audio_cells, i, silence).0;
                     scored.push((audio, self.coding.cell_shift(p) as f32));
+                }
+                if let Some(t) = tail.as_mut().filter(|_| i >= own_from) {
+                    t.shifts.push(self.coding.cell_shift(p) as f32);
+                    // The audio's own class: the cell's with the signal
+                    // loss, else the input class (refused with pre-emphasis).
+                    let x = f64::from(self.mulaw.decode(if cells { audio as usize } else { real }));
+                    square += x * x;
                 }
             }
             if i < end {
@@ -137,6 +156,10 @@ impl FreeRunner {
                 .collect(),
             targets,
             cells: scored,
+            tail: tail.map(|t| PowerTail {
+                power: (square / t.shifts.len().max(1) as f64) as f32,
+                ..t
+            }),
         }
     }
 }
@@ -209,7 +232,7 @@ mod tests {
             let c = Chunk { file: 1, start };
             let recorded = file_row(c, files, encoded.silence, (field, len), true);
             let mut rng = ChaCha8Rng::seed_from_u64(1);
-            let row = runner.row(c, files, (field, len), (0, true), &mut rng);
+            let row = runner.row(c, files, (field, len), (0, true, false), &mut rng);
             assert_eq!(row, recorded, "chunk at {start}");
         }
     }
@@ -229,7 +252,7 @@ mod tests {
         let c = Chunk { file: 0, start };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut runner = runner(&model, mulaw);
-        let row = runner.row(c, files, (field, len), (own, true), &mut rng);
+        let row = runner.row(c, files, (field, len), (own, true, false), &mut rng);
         assert_eq!(row.inputs.len(), field - 1 + len);
         assert_eq!(row.predictions.len(), 2);
         assert_eq!(row.cells.len(), len);
@@ -287,5 +310,47 @@ mod tests {
             "an untrained model should not play the tone back ({same} of {} the same)",
             generated.len()
         );
+    }
+
+    /// Scored by its power, a row's stretch starts at the first target
+    /// after a sample of the model's, with the cells' shifts and the
+    /// recording's mean square there; the targets before it stay scored
+    /// one by one, and the row is otherwise the same.
+    #[test]
+    fn the_power_tail_covers_the_targets_after_the_models_own_output() {
+        let (model, encoded, mulaw) = setup();
+        let field = model.receptive_field();
+        let files = &encoded.train;
+        let (start, len, own) = (2_000i64, 60usize, 25usize);
+        let c = Chunk { file: 1, start };
+        let mut runner = runner(&model, mulaw);
+        let plain = runner.row(
+            c,
+            files,
+            (field, len),
+            (own, true, false),
+            &mut ChaCha8Rng::seed_from_u64(3),
+        );
+        let scored = runner.row(
+            c,
+            files,
+            (field, len),
+            (own, true, true),
+            &mut ChaCha8Rng::seed_from_u64(3),
+        );
+        assert_eq!(plain.tail, None);
+        let tail = scored.tail.clone().expect("a power tail");
+        assert_eq!(tail.first, len - own);
+        assert_eq!(tail.shifts.len(), own);
+        let shifts: Vec<f32> = scored.cells[len - own..].iter().map(|&(_, s)| s).collect();
+        assert_eq!(tail.shifts, shifts);
+        let square: f64 = files.cells[1][(start as usize + len - own)..start as usize + len]
+            .iter()
+            .map(|&(k, _)| f64::from(mulaw.decode(k as usize)).powi(2))
+            .sum::<f64>()
+            / own as f64;
+        assert!((f64::from(tail.power) - square).abs() < 1e-6 * square.max(1e-3));
+        assert!(tail.power > 0.01, "the tone's mean square {}", tail.power);
+        assert_eq!(Row { tail: None, ..scored }, plain);
     }
 }

@@ -22,7 +22,7 @@ use reverie_engine::model_file::Layout;
 use reverie_engine::mulaw::MuLaw;
 use reverie_engine::wavenet::WavenetNet;
 
-use super::chunks::Batch;
+use super::chunks::{Batch, PowerTail};
 
 /// A network's tensors as plain row-major `[in, out]` data.
 type Data = WavenetNet<Vec<f32>>;
@@ -70,8 +70,9 @@ pub(crate) fn loss_and_gradients(
     let parts: Vec<(f64, Data)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
-                let (weights, inputs, predictions, targets, zero) =
-                    (&weights, &inputs, &predictions, &targets, &zero);
+                let (weights, inputs, predictions, targets, zero, tails) =
+                    (&weights, &inputs, &predictions, &targets, &zero, &batch.tails);
+                let power_weight = batch.power_weight;
                 s.spawn(move || {
                     let mut grads = zero.clone();
                     let mut loss = 0.0;
@@ -82,6 +83,10 @@ pub(crate) fn loss_and_gradients(
                             predictions: &preds,
                             targets: &targets[b * len..(b + 1) * len],
                             cells: cells.map(|c| (mulaw, &c[b * len..(b + 1) * len])),
+                            tail: tails
+                                .get(b)
+                                .and_then(Option::as_ref)
+                                .map(|t| (t, power_weight, mulaw)),
                         };
                         loss += sequence(weights, dims, item, scale, &mut grads);
                     }
@@ -164,6 +169,9 @@ struct Item<'a> {
     targets: &'a [u32],
     /// With the signal loss: the audio classes and cell shifts.
     cells: Option<(MuLaw, &'a [(u32, f32)])>,
+    /// A free-running stretch scored by its power, with that score's
+    /// weight and the classes' coding.
+    tail: Option<(&'a PowerTail, f32, MuLaw)>,
 }
 
 /// The summed loss of one sequence; its gradients (times `scale`) are added
@@ -241,7 +249,18 @@ fn sequence(w: &Data, dims: Dims, item: Item<'_>, scale: f32, g: &mut Data) -> f
     // The logits become their gradient.
     let mut loss = 0.0f64;
     let mut shares = Vec::new();
-    for (t, (row, &target)) in logits.chunks_exact_mut(c).zip(item.targets).enumerate() {
+    let first = item.tail.map_or(len, |(tail, ..)| tail.first.min(len));
+    if let Some((tail, weight, mulaw)) = item.tail {
+        // Weighed per row, as the scored samples are per sample.
+        let row_scale = weight * scale * len as f32;
+        loss += f64::from(weight) * len as f64 * power_tail(&mut logits[first * c..], tail, mulaw, row_scale);
+    }
+    for (t, (row, &target)) in logits
+        .chunks_exact_mut(c)
+        .zip(item.targets)
+        .enumerate()
+        .take(first)
+    {
         let target = match item.cells {
             Some((mulaw, cells)) => Target::Cell {
                 mulaw,
@@ -603,6 +622,56 @@ pub(crate) fn row_loss(row: &mut [f32], target: Target, scale: f32, shares: &mut
     }
 }
 
+/// The power score of a free-running stretch: with `logits` the rows of
+/// its positions, `(ln(M + eps) - ln(R + eps))^2`, where `M` is the mean
+/// over them of the squared audio the model expects next (each output
+/// class's µ-law value moved by the position's shift, clipped to full
+/// scale as the audio is) and `R` the recording's mean square there. The
+/// logits become its gradient times `scale`. Sample by sample, the
+/// recording after a history of the model's own is far out of reach and
+/// its likelihood only widens the distribution (hiss, models/README); how
+/// loud the recording went on is in reach, and says whether the model's
+/// own continuation ran away or died.
+pub(crate) fn power_tail(logits: &mut [f32], tail: &PowerTail, mulaw: MuLaw, scale: f32) -> f64 {
+    const EPS: f64 = 1e-6;
+    let c = mulaw.classes();
+    let n = (logits.len() / c).min(tail.shifts.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let values: Vec<f64> = (0..c).map(|j| f64::from(mulaw.decode(j))).collect();
+    let mut expected = Vec::with_capacity(n);
+    for (row, &shift) in logits.chunks_exact_mut(c).zip(&tail.shifts) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        let mut e = 0.0f64;
+        for (v, &x) in row.iter_mut().zip(&values) {
+            *v = (f64::from(*v) / sum) as f32;
+            let a = (x + f64::from(shift)).clamp(-1.0, 1.0);
+            e += f64::from(*v) * a * a;
+        }
+        expected.push(e);
+    }
+    let mean = expected.iter().sum::<f64>() / n as f64;
+    let diff = (mean + EPS).ln() - (f64::from(tail.power) + EPS).ln();
+    let coef = 2.0 * diff / (mean + EPS) / n as f64 * f64::from(scale);
+    for ((row, &shift), &e) in logits.chunks_exact_mut(c).zip(&tail.shifts).zip(&expected) {
+        for (v, &x) in row.iter_mut().zip(&values) {
+            let a = (x + f64::from(shift)).clamp(-1.0, 1.0);
+            *v = (coef * f64::from(*v) * (a * a - e)) as f32;
+        }
+    }
+    // Rows past the shifts (none when the tail was built for this row).
+    for v in logits[n * c..].iter_mut() {
+        *v = 0.0;
+    }
+    diff * diff
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +714,8 @@ mod tests {
             predictions,
             targets,
             cells: None,
+            tails: Vec::new(),
+            power_weight: 0.0,
         }
     }
 
@@ -864,6 +935,69 @@ mod tests {
             (row[2] - 1.0).abs() < 1e-6 && (row[5] + 1.0).abs() < 1e-6,
             "{row:?}"
         );
+    }
+
+    /// The power score's gradient is its slope (central differences), it
+    /// is zero where the expected power is the recording's, and it grows
+    /// with how far the two are apart.
+    #[test]
+    fn the_power_score_has_its_slope_as_gradient() {
+        let mulaw = MuLaw::new(16).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (n, c) = (3, 16);
+        let logits: Vec<f32> = (0..n * c).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let tail = PowerTail {
+            first: 0,
+            shifts: (0..n).map(|_| rng.random_range(-0.2f32..0.2)).collect(),
+            power: 0.05,
+        };
+        let mut grad = logits.clone();
+        let loss = power_tail(&mut grad, &tail, mulaw, 1.0);
+        assert!(loss > 0.01, "loss {loss}");
+        for k in [0, 5, 17, 30, 47] {
+            let h = 1e-2f32;
+            let (mut up, mut down) = (logits.clone(), logits.clone());
+            up[k] += h;
+            down[k] -= h;
+            let slope = (power_tail(&mut up, &tail, mulaw, 1.0) - power_tail(&mut down, &tail, mulaw, 1.0))
+                / (2.0 * f64::from(h));
+            assert!(
+                (slope - f64::from(grad[k])).abs() < 1e-3 + 1e-2 * slope.abs(),
+                "logit {k}: slope {slope}, gradient {}",
+                grad[k]
+            );
+        }
+        // Scored against the power it expects itself: nothing to learn.
+        let mean: f64 = logits
+            .chunks_exact(c)
+            .zip(&tail.shifts)
+            .map(|(row, &shift)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let w: Vec<f64> = row.iter().map(|&v| f64::from((v - max).exp())).collect();
+                let total: f64 = w.iter().sum();
+                w.iter()
+                    .enumerate()
+                    .map(|(k, &p)| {
+                        let a = (f64::from(mulaw.decode(k)) + f64::from(shift)).clamp(-1.0, 1.0);
+                        p / total * a * a
+                    })
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64;
+        let own = PowerTail {
+            power: mean as f32,
+            ..tail.clone()
+        };
+        let mut at_own = logits.clone();
+        assert!(power_tail(&mut at_own, &own, mulaw, 1.0) < 1e-9);
+        assert!(at_own.iter().all(|g| g.abs() < 1e-4), "{at_own:?}");
+        let mut probe = logits.clone();
+        let far = PowerTail {
+            power: 1e-4,
+            ..tail.clone()
+        };
+        assert!(power_tail(&mut probe, &far, mulaw, 1.0) > loss);
     }
 
     #[test]

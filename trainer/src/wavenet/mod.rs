@@ -262,6 +262,7 @@ impl Task for Wavenet {
         if trainer.config.free_run_rows > 0 {
             metrics.push(("free_run_rows", trainer.config.free_run_rows as f64));
             metrics.push(("free_run_span", trainer.config.free_run_span as f64));
+            metrics.push(("free_run_power", f64::from(trainer.config.free_run_power)));
         }
         metrics
     }
@@ -489,7 +490,8 @@ impl WavenetTrainer {
             let mut rng = Stream::FreeRun.rng(self.config.seed, step);
             for &c in &chunks[..free] {
                 let own = rng.random_range(1..=self.config.free_run_span);
-                rows.push(runner.row(c, files, shape, (own, signal), &mut rng));
+                let power = self.config.free_run_power > 0.0;
+                rows.push(runner.row(c, files, shape, (own, signal, power), &mut rng));
             }
         }
         rows.extend(
@@ -498,12 +500,9 @@ impl WavenetTrainer {
                 .map(|&c| file_row(c, files, self.state.encoded.silence, shape, signal)),
         );
         let device = self.model.net.embedding.device();
-        Ok(batch_of_rows(
-            rows,
-            self.input_noise(Some(step)).as_mut(),
-            signal,
-            device,
-        )?)
+        let mut batch = batch_of_rows(rows, self.input_noise(Some(step)).as_mut(), signal, device)?;
+        batch.power_weight = self.config.free_run_power;
+        Ok(batch)
     }
 
     /// The next batch of the current epoch's order.

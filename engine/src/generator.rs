@@ -183,6 +183,7 @@ mod tests {
             residual_target: false,
             tone_aware: false,
             tone_prior: None,
+            dc_block: false,
         };
         let model = WavenetModel::init(config, 16_000, 3, &candle_core::Device::Cpu).expect("a model");
         Generator::new(Sampler::from_model(&model).expect("a sampler"))

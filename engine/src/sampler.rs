@@ -961,7 +961,8 @@ impl Sampler {
     /// Feeds the input class a drawn output class makes (see
     /// [`crate::signal_coding`]); returns the audio it makes.
     fn feed_target(&mut self, target: usize) -> f32 {
-        let class = self.coding.input_from_target(target, self.prediction());
+        let drawn = self.coding.input_from_target(target, self.prediction());
+        let class = self.coding.feedback_class(drawn);
         self.dispatch(class, true);
         self.coding.audio()
     }

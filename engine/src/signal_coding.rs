@@ -12,6 +12,13 @@
 //! A residual beyond full scale (a prediction more than full scale off)
 //! clips, as the signal itself would.
 //!
+//! With **DC-blocked feedback** (a model option), generation hears each
+//! sample it draws high-passed ([`feedback_class`](SignalCoding::feedback_class)):
+//! a backward-adaptive predictor continues whatever offset its history
+//! holds and de-emphasis multiplies one by 6.7, so without the blocker an
+//! offset wanders to full scale (models/README, sessions 16 and 17).
+//! Recorded audio, which has none, is heard as it is.
+//!
 //! The network's *input* is always the class of `y` (with the prediction
 //! classes beside it). Everything here is a function of classes and of the
 //! prediction, the same numbers in training, the sampler and scoring; the
@@ -27,6 +34,34 @@ use crate::wavenet::WavenetConfig;
 /// there, as a converter would, and the filter goes on from the clipped
 /// value.
 const FULL_SCALE: f64 = 1.0;
+
+/// The DC blocker's pole: `1 - z^-1` over `1 - 0.995 z^-1`, 3 dB down at
+/// about 13 Hz at 16 kHz, below the piano's lowest note (27.5 Hz).
+const DC_POLE: f64 = 0.995;
+
+/// A one-pole DC blocker's memory.
+#[derive(Debug, Clone, Copy, Default)]
+struct DcBlocker {
+    input: f64,
+    output: f64,
+}
+
+impl DcBlocker {
+    /// The blocked value of the next sample.
+    fn process(&mut self, x: f64) -> f64 {
+        let y = x - self.input + DC_POLE * self.output;
+        self.input = x;
+        self.output = y;
+        y
+    }
+
+    /// Goes on from a sample heard as it is (as if the blocker had let a
+    /// signal without offset through unchanged).
+    fn follow(&mut self, x: f64) {
+        self.input = x;
+        self.output = x;
+    }
+}
 
 /// A model's signal coding, with the filter states of one stream.
 #[derive(Debug, Clone)]
@@ -44,6 +79,9 @@ pub struct SignalCoding {
     de: DeEmphasis,
     /// The last audio value `de` gave.
     audio: f64,
+    /// With DC-blocked feedback, the blocker, and whether the next class
+    /// fed is one it made.
+    dc: Option<(DcBlocker, bool)>,
 }
 
 impl SignalCoding {
@@ -58,6 +96,7 @@ impl SignalCoding {
             pre: PreEmphasis::new(config.emphasis_128ths),
             de: DeEmphasis::new(config.emphasis_128ths, FULL_SCALE),
             audio: 0.0,
+            dc: config.dc_block.then(|| (DcBlocker::default(), false)),
         }
     }
 
@@ -72,6 +111,9 @@ impl SignalCoding {
         self.pre = PreEmphasis::new(self.coefficient);
         self.de = DeEmphasis::new(self.coefficient, FULL_SCALE);
         self.audio = 0.0;
+        if let Some(dc) = &mut self.dc {
+            *dc = (DcBlocker::default(), false);
+        }
     }
 
     /// The input class of the next audio sample (pre-emphasised first, if
@@ -93,7 +135,31 @@ impl SignalCoding {
         } else {
             value
         };
+        if let Some((blocker, made)) = &mut self.dc {
+            if !std::mem::take(made) {
+                blocker.follow(self.audio);
+            }
+        }
         self.audio as f32
+    }
+
+    /// The input class generation feeds back for a drawn input class: the
+    /// class itself, or with DC-blocked feedback the class of the drawn
+    /// audio high-passed (the next [`fed`](Self::fed) must be of it).
+    pub fn feedback_class(&mut self, class: usize) -> usize {
+        let Some((blocker, made)) = &mut self.dc else {
+            return class;
+        };
+        let value = f64::from(self.decoded[class.min(self.decoded.len() - 1)]);
+        let drawn = if self.emphasis { self.de.peek(value) } else { value };
+        let heard = blocker.process(drawn);
+        *made = true;
+        let coded = if self.emphasis {
+            heard - self.de.peek(0.0)
+        } else {
+            heard
+        };
+        self.mulaw.encode(coded as f32)
     }
 
     /// The audio the last input class made.
@@ -253,5 +319,56 @@ mod tests {
             }
         }
         assert!(exact * 100 >= 97 * n, "{exact} of {n}");
+    }
+
+    /// A drawn sample fed back through the DC blocker: an offset drawn
+    /// over and over dies away in what the network hears (time constant
+    /// 200 samples), where without the blocker it stays; recorded classes
+    /// fed go through unchanged.
+    #[test]
+    fn dc_blocked_feedback_lets_no_offset_through() {
+        let q = MuLaw::new(256).unwrap();
+        for emphasis in [false, true] {
+            let config = WavenetConfig {
+                pre_emphasis: emphasis,
+                dc_block: true,
+                ..WavenetConfig::default()
+            };
+            let mut blocked = SignalCoding::new(&config, q);
+            let mut recorded = SignalCoding::new(&config, q);
+            for x in tone(500) {
+                let k = recorded.input_class(x);
+                let _ = blocked.input_class(x);
+                assert_eq!(blocked.fed(k), recorded.fed(k));
+            }
+            // Draw the class of a steady 0.3 (after pre-emphasis, the
+            // class whose audio is 0.3 given the filter's memory).
+            let mut heard = 0.0f32;
+            for _ in 0..2_000 {
+                let drawn = if emphasis {
+                    q.encode((0.3 - blocked.de.peek(0.0)) as f32)
+                } else {
+                    q.encode(0.3)
+                };
+                let fed = blocked.feedback_class(drawn);
+                heard = blocked.fed(fed);
+            }
+            assert!(heard.abs() < 0.01, "emphasis {emphasis}: still {heard}");
+            let mut open = coding(emphasis, false);
+            let mut kept = 0.0;
+            for _ in 0..2_000 {
+                let drawn = if emphasis {
+                    q.encode((0.3 - open.de.peek(0.0)) as f32)
+                } else {
+                    q.encode(0.3)
+                };
+                let fed = open.feedback_class(drawn);
+                kept = open.fed(fed);
+            }
+            assert!(
+                (kept - 0.3).abs() < 0.02,
+                "emphasis {emphasis}: without the blocker {kept}"
+            );
+        }
     }
 }

@@ -89,6 +89,12 @@ pub struct WavenetConfig {
     /// ([`crate::tone_prior`]), in scoring and generation alike; `None`:
     /// the network's distribution alone.
     pub tone_prior: Option<TonePriorConfig>,
+    /// Whether generation hears its own output through a DC blocker
+    /// ([`crate::signal_coding`]): each drawn sample is high-passed (about
+    /// 13 Hz at 16 kHz) before the network and the predictor hear it, so
+    /// no offset can build up in the loop. Recorded audio is heard as it
+    /// is: training and scoring are unchanged.
+    pub dc_block: bool,
 }
 
 impl Default for WavenetConfig {
@@ -108,6 +114,7 @@ impl Default for WavenetConfig {
             residual_target: false,
             tone_aware: false,
             tone_prior: None,
+            dc_block: false,
         }
     }
 }
@@ -167,6 +174,9 @@ impl WavenetConfig {
                 "tone prior (weight {}, trust {}, mix {})",
                 t.weight, t.max_trust, t.mix
             ));
+        }
+        if self.dc_block {
+            parts.push("DC-blocked feedback".into());
         }
         if parts.is_empty() {
             "none".into()
@@ -329,6 +339,8 @@ struct StoredConfig {
     tone_aware: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tone_prior: Option<TonePriorConfig>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    dc_block: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -359,6 +371,7 @@ impl From<WavenetConfig> for StoredConfig {
             residual_target: c.residual_target,
             tone_aware: c.tone_aware,
             tone_prior: c.tone_prior,
+            dc_block: c.dc_block,
         }
     }
 }
@@ -379,6 +392,7 @@ impl TryFrom<StoredConfig> for WavenetConfig {
             residual_target: s.residual_target,
             tone_aware: s.tone_aware,
             tone_prior: s.tone_prior,
+            dc_block: s.dc_block,
         };
         config.validate()?;
         if config.receptive_field() != s.receptive_field {

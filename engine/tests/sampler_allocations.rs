@@ -63,13 +63,15 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
         residual_target: false,
         tone_aware: false,
         tone_prior: None,
+        dc_block: false,
     };
     let predicting = WavenetConfig {
         predictor: Some(PredictorConfig::for_rate(16_000)),
         ..plain.clone()
     };
     // Both ways of sampling that hear the audio: tone-aware draws and the
-    // tone prior.
+    // tone prior; and a coded model whose feedback goes through the DC
+    // blocker.
     let toned = WavenetConfig {
         tone_aware: true,
         tone_prior: Some(TonePriorConfig {
@@ -81,7 +83,13 @@ fn stepping_sampling_priming_and_reset_never_allocate() {
     };
     let audio: Vec<f32> = (0..3_000).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
     let classes: Vec<usize> = (0..3_000).map(|i| 100 + i % 50).collect();
-    for config in [plain, predicting, toned] {
+    let blocked = WavenetConfig {
+        pre_emphasis: true,
+        residual_target: true,
+        dc_block: true,
+        ..predicting.clone()
+    };
+    for config in [plain, predicting, toned, blocked] {
         let model = WavenetModel::init(config, 16_000, 3, &Device::Cpu).unwrap();
         for kernels in [
             Kernels::Portable,

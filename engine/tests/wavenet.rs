@@ -38,6 +38,7 @@ fn config(dilations: &[usize], r: usize, d: usize, s: usize, classes: usize) -> 
         residual_target: false,
         tone_aware: false,
         tone_prior: None,
+        dc_block: false,
     }
 }
 
@@ -254,6 +255,12 @@ fn coded_configs() -> Vec<WavenetConfig> {
         ..coded[2].clone()
     };
     coded.push(gentle);
+    // DC-blocked feedback, first (the round trip takes the last two).
+    let blocked = WavenetConfig {
+        dc_block: true,
+        ..coded[2].clone()
+    };
+    coded.insert(0, blocked);
     coded
 }
 
@@ -845,6 +852,7 @@ fn model_file_round_trip_gives_identical_logits() {
     for (cfg, stored, absent) in [
         (gentle, "\"emphasis_128ths\":64", "pitch_lowpass"),
         (filtered, "\"pitch_lowpass\":0.1", "emphasis_128ths"),
+        (coded[0].clone(), "\"dc_block\":true", "emphasis_128ths"),
     ] {
         let model = random_model(cfg.clone(), 15);
         let bytes = model.to_raw().unwrap().to_bytes().unwrap();
@@ -1396,4 +1404,49 @@ fn the_tone_prior_shapes_scoring_from_the_audio_heard() {
         ..toned
     };
     assert!(residual.validate().is_err());
+}
+
+/// DC-blocked feedback changes only what generation hears of its own
+/// output: the same weights score recorded audio exactly alike with and
+/// without it, and generated from silence, the model without it drifts
+/// further from zero over a second than the one with it.
+#[test]
+fn dc_blocked_feedback_leaves_scoring_alone_and_keeps_the_offset_out() {
+    let base = coded_configs()[3].clone();
+    assert!(base.pre_emphasis && base.residual_target && !base.dc_block);
+    let blocked = WavenetConfig {
+        dc_block: true,
+        ..base.clone()
+    };
+    let plain = random_model(base, 77);
+    let with = WavenetModel::new(
+        blocked,
+        plain.net.clone(),
+        "blocked",
+        plain.meta.sample_rate,
+        Vec::new(),
+    )
+    .unwrap();
+    let audio: Vec<f32> = (0..3_000)
+        .map(|i| 0.3 * (i as f32 * 0.05).sin() + 0.05 * (i as f32 * 0.7).sin())
+        .collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    Scorer::new(&mut Sampler::from_model(&plain).unwrap()).push_audio(&audio, &mut a);
+    Scorer::new(&mut Sampler::from_model(&with).unwrap()).push_audio(&audio, &mut b);
+    assert_eq!(a, b);
+
+    let offset = |model: &WavenetModel| -> f64 {
+        let mut sampler = Sampler::from_model(model).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let out = sampler.generate(16_000, 1.0, &mut rng);
+        // The mean of each 50 ms, at its largest over the second half.
+        out[8_000..]
+            .chunks(800)
+            .map(|c| (c.iter().map(|&x| f64::from(x)).sum::<f64>() / c.len() as f64).abs())
+            .fold(0.0, f64::max)
+    };
+    let (free, held) = (offset(&plain), offset(&with));
+    eprintln!("largest 50 ms mean: {free:.4} without the blocker, {held:.4} with it");
+    assert!(held < 0.05, "with the blocker the offset reaches {held}");
+    assert!(free > 4.0 * held, "without {free}, with {held}");
 }

@@ -215,6 +215,7 @@ mod tests {
             residual_target: true,
             tone_aware: false,
             tone_prior: None,
+            dc_block: false,
         };
         let dir = std::env::temp_dir().join(format!("reverie-model-options-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

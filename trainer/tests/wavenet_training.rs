@@ -32,6 +32,7 @@ fn tiny_config(classes: usize) -> WavenetConfig {
         residual_target: false,
         tone_aware: false,
         tone_prior: None,
+        dc_block: false,
     }
 }
 

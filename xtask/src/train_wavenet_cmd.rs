@@ -203,6 +203,12 @@ pub struct TrainWavenetArgs {
     /// nothing in training.
     #[arg(long)]
     pub tone_aware: bool,
+    /// Generate hearing its own output through a DC blocker (about 13 Hz
+    /// at 16 kHz), so no offset builds up in the loop: stored with the
+    /// model; recordings are heard as they are, so training and scoring do
+    /// not change, but free-running rows (--free-run) generate with it.
+    #[arg(long)]
+    pub dc_block: bool,
     /// Noise on the training inputs against exposure bias (FFTNet): the
     /// standard deviation in µ-law classes of a rounded normal draw added
     /// to each input class, e.g. 0.5 [default: 0, none].
@@ -409,6 +415,7 @@ fn start(
     }
     net.residual_target |= args.residual_target;
     net.tone_aware |= args.tone_aware;
+    net.dc_block |= args.dc_block;
     if net.residual_target && net.predictor.is_none() {
         bail!("--residual-target models the signal minus the predictor's prediction: add --predictor both (or short-term)");
     }
@@ -515,6 +522,7 @@ fn resume(
         ("--emphasis", args.emphasis.is_some()),
         ("--residual-target", args.residual_target),
         ("--tone-aware", args.tone_aware),
+        ("--dc-block", args.dc_block),
         ("--input-noise", args.input_noise.is_some()),
         ("--free-run", args.free_run.is_some()),
         ("--free-run-span", args.free_run_span.is_some()),

@@ -342,29 +342,24 @@ mod tests {
                 assert_eq!(blocked.fed(k), recorded.fed(k));
             }
             // Draw the class of a steady 0.3 (after pre-emphasis, the
-            // class whose audio is 0.3 given the filter's memory).
-            let mut heard = 0.0f32;
-            for _ in 0..2_000 {
-                let drawn = if emphasis {
-                    q.encode((0.3 - blocked.de.peek(0.0)) as f32)
-                } else {
-                    q.encode(0.3)
-                };
-                let fed = blocked.feedback_class(drawn);
-                heard = blocked.fed(fed);
-            }
+            // class whose audio is 0.3 given the filter's memory) over and
+            // over: the audio the last one makes.
+            let steady = |c: &mut SignalCoding| {
+                let mut heard = 0.0f32;
+                for _ in 0..2_000 {
+                    let drawn = if emphasis {
+                        q.encode((0.3 - c.de.peek(0.0)) as f32)
+                    } else {
+                        q.encode(0.3)
+                    };
+                    let fed = c.feedback_class(drawn);
+                    heard = c.fed(fed);
+                }
+                heard
+            };
+            let heard = steady(&mut blocked);
             assert!(heard.abs() < 0.01, "emphasis {emphasis}: still {heard}");
-            let mut open = coding(emphasis, false);
-            let mut kept = 0.0;
-            for _ in 0..2_000 {
-                let drawn = if emphasis {
-                    q.encode((0.3 - open.de.peek(0.0)) as f32)
-                } else {
-                    q.encode(0.3)
-                };
-                let fed = open.feedback_class(drawn);
-                kept = open.fed(fed);
-            }
+            let kept = steady(&mut coding(emphasis, false));
             assert!(
                 (kept - 0.3).abs() < 0.02,
                 "emphasis {emphasis}: without the blocker {kept}"

@@ -147,11 +147,14 @@ impl SignalCoding {
     /// class itself, or with DC-blocked feedback the class of the drawn
     /// audio high-passed (the next [`fed`](Self::fed) must be of it).
     pub fn feedback_class(&mut self, class: usize) -> usize {
+        if self.dc.is_none() {
+            return class;
+        }
+        let value = f64::from(self.value(class));
+        let drawn = if self.emphasis { self.de.peek(value) } else { value };
         let Some((blocker, made)) = &mut self.dc else {
             return class;
         };
-        let value = f64::from(self.decoded[class.min(self.decoded.len() - 1)]);
-        let drawn = if self.emphasis { self.de.peek(value) } else { value };
         let heard = blocker.process(drawn);
         *made = true;
         let coded = if self.emphasis {

@@ -52,7 +52,7 @@ pub struct WavenetTrainConfig {
     /// 0.5 is half a µ-law class). Targets and validation stay clean. Runs
     /// from before it read 0, and without it none is written, so their
     /// checkpoints keep their format.
-    #[serde(default, skip_serializing_if = "no_noise")]
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub input_noise: f32,
     /// Score a model whose output classes are not the audio's (a residual
     /// target, pre-emphasis) by the audio's own µ-law cells, as `cargo
@@ -79,7 +79,7 @@ pub struct WavenetTrainConfig {
     /// mean square of the audio the model expects next against the
     /// recording's, in log terms, see `gradients::power_tail`) with this
     /// weight per row, instead of sample by sample (0). Written only when on.
-    #[serde(default, skip_serializing_if = "no_noise")]
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub free_run_power: f32,
 }
 
@@ -87,8 +87,8 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-fn no_noise(std: &f32) -> bool {
-    *std == 0.0
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl Default for WavenetTrainConfig {

@@ -113,6 +113,7 @@ impl FreeRunner {
             shifts: Vec::new(),
             power: 0.0,
         });
+        // The recording's summed square over the tail, its mean at the end.
         let mut square = 0.0f64;
         for i in from..=end {
             let p = self.inputs.as_ref().map_or(0.0, PredictionInputs::prediction);
@@ -120,11 +121,12 @@ impl FreeRunner {
                 let real = class_at(file, i, silence) as usize;
                 targets.push(self.coding.target_class(real, p) as u32);
                 let audio = cell_at(audio_cells, i, silence).0;
+                let shift = self.coding.cell_shift(p) as f32;
                 if cells {
-                    scored.push((audio, self.coding.cell_shift(p) as f32));
+                    scored.push((audio, shift));
                 }
                 if let Some(t) = tail.as_mut().filter(|_| i >= own_from) {
-                    t.shifts.push(self.coding.cell_shift(p) as f32);
+                    t.shifts.push(shift);
                     // The audio's own class: the cell's with the signal
                     // loss, else the input class (refused with pre-emphasis).
                     let x = f64::from(self.mulaw.decode(if cells { audio as usize } else { real }));
@@ -160,9 +162,9 @@ impl FreeRunner {
                 .collect(),
             targets,
             cells: scored,
-            tail: tail.map(|t| PowerTail {
-                power: (square / t.shifts.len().max(1) as f64) as f32,
-                ..t
+            tail: tail.map(|mut t| {
+                t.power = (square / t.shifts.len().max(1) as f64) as f32;
+                t
             }),
         }
     }

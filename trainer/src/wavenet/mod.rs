@@ -488,9 +488,9 @@ impl WavenetTrainer {
                 .ok_or_else(|| TrainError::BadConfig("the model's class count is invalid".into()))?;
             let mut runner = FreeRunner::new(Sampler::from_model(&snapshot)?, &snapshot.config, mulaw);
             let mut rng = Stream::FreeRun.rng(self.config.seed, step);
+            let power = self.config.free_run_power > 0.0;
             for &c in &chunks[..free] {
                 let own = rng.random_range(1..=self.config.free_run_span);
-                let power = self.config.free_run_power > 0.0;
                 rows.push(runner.row(c, files, shape, (own, signal, power), &mut rng));
             }
         }
